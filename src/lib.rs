@@ -1,0 +1,54 @@
+//! # rlsgate
+//!
+//! A property-based row-level-security and privilege test harness for multi-tenant PostgreSQL
+//! persistence layers. It starts PostgreSQL (in a container, from local server binaries, or an
+//! existing server), applies migrations as the admin role `migration_owner`, runs the persistence
+//! system as the least-privilege runtime role `app_user` over real login connections, and checks
+//! that tenants stay apart, every failure is recorded, and the runtime holds no more privilege
+//! than declared.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! # async fn example() -> rlsgate::Result<()> {
+//! use rlsgate::{Role, Server, Settings};
+//!
+//! let settings = Settings::from_env()?;
+//! let server = Server::start(&settings).await?; // prints the backend and why
+//! let db = server.fresh_database().await?;      // a clone of the migrated template
+//! let runtime = db.connect(Role::Runtime).await?;
+//! let who: String = runtime.query_one("SELECT current_user::text", &[]).await.unwrap().get(0);
+//! assert_eq!(who, "app_user");
+//! # Ok(()) }
+//! ```
+//!
+//! ## Concepts
+//! - **server** ([`Server`]): a running PostgreSQL on one of three [backends](Backend).
+//! - **roles** ([`roles`]): `migration_owner` (owns and migrates), `app_user` (the runtime).
+//! - **migrations** ([`migrations`]): `NNNN_description.sql` files applied as the admin role.
+//! - **database** ([`Database`]): a clone of the migrated template, per test.
+//!
+//! ## Backends
+//! | backend | what it runs | chosen by `auto` when |
+//! |---|---|---|
+//! | `container` | testcontainers, image `RLSGATE_PG_IMAGE` | Docker answers and the image is present or pullable |
+//! | `local` | `initdb` + `postgres` in a temporary directory | otherwise, when server binaries are found |
+//! | `external` | an existing server, `RLSGATE_DATABASE_URL` | never (ask for it) |
+//!
+//! ## Environment variables
+//! See [`config`]: nothing outside it reads the environment.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod database;
+pub mod error;
+pub mod migrations;
+pub mod provision;
+pub mod roles;
+
+pub use config::{BackendChoice, ImageRef, KeepPolicy, Settings};
+pub use database::Database;
+pub use error::{Error, ErrorKind, Result};
+pub use migrations::{Migration, MigrationSet};
+pub use provision::{Backend, Endpoint, Server};
+pub use roles::Role;
