@@ -8,6 +8,7 @@
 //! | `RLSGATE_PG_OS_USER` | unprivileged OS user that runs the local server when rlsgate runs as root | `postgres` if it exists, else `nobody` |
 //! | `RLSGATE_DATABASE_URL` | superuser URL of an existing server (external backend) | none |
 //! | `RLSGATE_REQUIRE_BACKENDS` | comma list of backends the test suite must exercise instead of skipping (`container,local`) | none |
+//! | `DOCKER_HOST` | the Docker daemon's address (`unix:///...` or `tcp://...`) | Docker's default socket |
 //! | `RLSGATE_KEEP` | `never`, `on-failure` or `always`: keep test databases for post-mortem | `on-failure` |
 
 use std::fmt;
@@ -158,6 +159,8 @@ pub struct Settings {
     pub required_backends: Vec<BackendChoice>,
     /// When to keep test databases.
     pub keep: KeepPolicy,
+    /// The Docker daemon's address; `None` for Docker's default.
+    pub docker_host: Option<String>,
 }
 
 impl Default for Settings {
@@ -170,6 +173,7 @@ impl Default for Settings {
             database_url: None,
             required_backends: Vec::new(),
             keep: KeepPolicy::OnFailure,
+            docker_host: None,
         }
     }
 }
@@ -212,6 +216,7 @@ impl Settings {
                 })
                 .collect::<Result<_>>()?;
         }
+        settings.docker_host = get("DOCKER_HOST");
         if let Some(v) = get("RLSGATE_KEEP") {
             settings.keep = v.parse()?;
         }

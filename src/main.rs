@@ -195,10 +195,11 @@ async fn setup(url: &str) -> anyhow::Result<ExitCode> {
     if !exists {
         changed = true;
         let quoted = format!("\"{}\"", target.database.replace('"', "\"\""));
+        // CREATE DATABASE refuses to run in a multi-statement batch: a call of its own.
+        su.batch_execute(&format!("CREATE DATABASE {quoted} OWNER migration_owner"))
+            .await?;
         su.batch_execute(&format!(
-            "CREATE DATABASE {quoted} OWNER migration_owner;
-             REVOKE ALL ON DATABASE {quoted} FROM PUBLIC;
-             GRANT CONNECT ON DATABASE {quoted} TO app_user"
+            "REVOKE ALL ON DATABASE {quoted} FROM PUBLIC; GRANT CONNECT ON DATABASE {quoted} TO app_user"
         ))
         .await?;
         println!(
@@ -227,7 +228,7 @@ async fn setup(url: &str) -> anyhow::Result<ExitCode> {
 }
 
 async fn clean() -> anyhow::Result<ExitCode> {
-    let report = rlsgate::provision::clean_all().await;
+    let report = rlsgate::provision::clean_all(&Settings::from_env()?).await;
     println!("{report}");
     Ok(ExitCode::SUCCESS)
 }

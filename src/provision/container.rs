@@ -29,24 +29,32 @@ const KEPT_PREFIX: &str = "rlsgate-kept-";
 pub(crate) struct ContainerInstance {
     container: Option<ContainerAsync<GenericImage>>,
     image: ImageRef,
-}
-
-fn docker_host() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+    settings: Settings,
 }
 
 /// A client for the Docker daemon, after a successful ping.
 ///
 /// # Errors
 /// A provisioning error naming the daemon's address and the fix.
-pub(crate) async fn docker() -> Result<Docker> {
+pub(crate) async fn docker(settings: &Settings) -> Result<Docker> {
+    let host = settings
+        .docker_host
+        .clone()
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
     let unreachable = |why: String| {
         Error::provisioning(format!(
-            "docker is not reachable at {} ({why}); start the daemon (dockerd) or set RLSGATE_BACKEND=local",
-            docker_host()
+            "docker is not reachable at {host} ({why}); start the daemon (dockerd) or set RLSGATE_BACKEND=local"
         ))
     };
-    let docker = Docker::connect_with_local_defaults().map_err(|e| unreachable(e.to_string()))?;
+    let timeout = 10;
+    let connected = if let Some(path) = host.strip_prefix("unix://") {
+        Docker::connect_with_socket(path, timeout, testcontainers::bollard::API_DEFAULT_VERSION)
+    } else if host.starts_with("tcp://") || host.starts_with("http://") {
+        Docker::connect_with_http(&host, timeout, testcontainers::bollard::API_DEFAULT_VERSION)
+    } else {
+        Docker::connect_with_local_defaults()
+    };
+    let docker = connected.map_err(|e| unreachable(e.to_string()))?;
     match tokio::time::timeout(Duration::from_secs(5), docker.ping()).await {
         Ok(Ok(_)) => Ok(docker),
         Ok(Err(e)) => Err(unreachable(e.to_string())),
@@ -95,7 +103,7 @@ pub(crate) async fn ensure_image(docker: &Docker, image: &ImageRef) -> Result<&'
 impl ContainerInstance {
     /// Start a container of `settings.image` whose superuser `postgres` has `password`.
     pub(crate) async fn start(settings: &Settings, password: &str) -> Result<(Self, Endpoint)> {
-        let docker = docker().await?;
+        let docker = docker(settings).await?;
         sweep(&docker, false).await;
         ensure_image(&docker, &settings.image).await?;
         let request = GenericImage::new(settings.image.name.clone(), settings.image.tag.clone())
@@ -138,6 +146,7 @@ impl ContainerInstance {
         let instance = Self {
             container: Some(container),
             image: settings.image.clone(),
+            settings: settings.clone(),
         };
         let endpoint = instance.endpoint().await?;
         Ok((instance, endpoint))
@@ -187,8 +196,9 @@ impl ContainerInstance {
             let id = container.id().to_string();
             // Forgetting the handle skips testcontainers' remove-on-drop.
             std::mem::forget(container);
+            let settings = self.settings.clone();
             crate::provision::run_detached(async move {
-                if let Ok(docker) = docker().await {
+                if let Ok(docker) = docker(&settings).await {
                     let name = format!("{KEPT_PREFIX}{}", &id[..12]);
                     let _ = docker
                         .rename_container(&id, RenameContainerOptions { name })

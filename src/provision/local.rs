@@ -89,7 +89,7 @@ fn candidate_bindirs() -> Vec<PathBuf> {
             Some((major, e.path().join("bin")))
         })
         .collect();
-    debian.sort_by(|a, b| b.0.cmp(&a.0));
+    debian.sort_by_key(|d| std::cmp::Reverse(d.0));
     dirs.extend(debian.into_iter().map(|(_, p)| p));
     dirs.push(PathBuf::from("/usr/local/pgsql/bin"));
     if let Some(path) = std::env::var_os("PATH") {

@@ -81,7 +81,7 @@ pub struct Selection {
 pub async fn select(settings: &Settings) -> Result<Selection> {
     match settings.backend {
         BackendChoice::Container => {
-            let docker = container::docker().await?;
+            let docker = container::docker(settings).await?;
             let how = container::ensure_image(&docker, &settings.image).await?;
             Ok(Selection {
                 backend: Backend::Container,
@@ -111,7 +111,7 @@ pub async fn select(settings: &Settings) -> Result<Selection> {
             })
         }
         BackendChoice::Auto => {
-            let docker_says = match container::docker().await {
+            let docker_says = match container::docker(settings).await {
                 Ok(docker) => match container::ensure_image(&docker, &settings.image).await {
                     Ok(how) => {
                         return Ok(Selection {
@@ -164,7 +164,7 @@ impl fmt::Debug for Server {
 
 enum Instance {
     Local(Arc<local::LocalInstance>),
-    Container(container::ContainerInstance),
+    Container(Box<container::ContainerInstance>),
     External,
 }
 
@@ -251,7 +251,7 @@ impl Server {
                 let (instance, endpoint) =
                     container::ContainerInstance::start(settings, &password).await?;
                 (
-                    Instance::Container(instance),
+                    Instance::Container(Box::new(instance)),
                     endpoint,
                     Credentials {
                         user: "postgres".into(),
@@ -440,6 +440,17 @@ impl Server {
     fn database_name(&self, what: &str) -> String {
         let n = self.inner.next_database.fetch_add(1, Ordering::SeqCst);
         format!("rlsgate_{}_{what}{n}", self.inner.run_id)
+    }
+
+    /// A new empty database (no migrations applied), set up like every rlsgate database and
+    /// dropped with its handle: for applying migration sets of your own.
+    ///
+    /// # Errors
+    /// A database error when a statement fails.
+    pub async fn empty_database(&self) -> Result<Database> {
+        let name = self.database_name("empty");
+        self.create_database(&name).await?;
+        Ok(Database::new(self.clone(), name))
     }
 
     /// Create an empty database owned by `migration_owner`, with CONNECT for the runtime only and
@@ -653,10 +664,12 @@ impl Drop for Inner {
                         .unwrap_or_default();
                     for name in names {
                         let db = quote_ident(&name);
+                        // Separate calls: DROP DATABASE refuses to run in a multi-statement batch.
                         let _ = su
-                            .batch_execute(&format!(
-                                "ALTER DATABASE {db} WITH IS_TEMPLATE false; DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-                            ))
+                            .batch_execute(&format!("ALTER DATABASE {db} WITH IS_TEMPLATE false"))
+                            .await;
+                        let _ = su
+                            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
                             .await;
                     }
                     if drop_roles {
@@ -670,11 +683,11 @@ impl Drop for Inner {
 
 /// Remove every local server directory and container rlsgate left behind, kept ones included.
 /// Returns a one-line summary.
-pub async fn clean_all() -> String {
+pub async fn clean_all(settings: &Settings) -> String {
     let dirs = tokio::task::spawn_blocking(|| local::sweep_leftovers_with(true))
         .await
         .unwrap_or_default();
-    let containers = match container::docker().await {
+    let containers = match container::docker(settings).await {
         Ok(docker) => container::sweep(&docker, true).await.len().to_string(),
         Err(_) => "no (docker not reachable)".into(),
     };

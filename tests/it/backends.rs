@@ -1,0 +1,158 @@
+//! Each backend starts, serves a query as app_user over a real login, and leaves nothing behind.
+use std::path::PathBuf;
+
+use rlsgate::provision::Backend;
+use rlsgate::{BackendChoice, Role, Server, Settings};
+
+use crate::support::{is, selected};
+
+async fn serves_app_user(server: &Server) {
+    let db = server.fresh_database().await.expect("a fresh database");
+    let client = db.connect(Role::Runtime).await.expect("app_user logs in");
+    let row = client
+        .query_one("SELECT current_user::text, session_user::text", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("app_user".into(), "app_user".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_backend_serves_app_user_and_removes_its_directory() {
+    let Some((settings, selection)) = selected(BackendChoice::Local).await else {
+        return;
+    };
+    let server = Server::start_selected(&settings, selection).await.unwrap();
+    let location = server.location();
+    serves_app_user(&server).await;
+    let dir = PathBuf::from(location.trim_start_matches("local server in "));
+    assert!(dir.exists(), "{location}");
+    drop(server);
+    assert!(
+        !dir.exists(),
+        "the local server's directory {} is left behind",
+        dir.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_backend_serves_app_user_on_loopback_and_removes_its_container() {
+    let Some((settings, selection)) = selected(BackendChoice::Container).await else {
+        return;
+    };
+    assert!(is(&selection, Backend::Container));
+    let server = Server::start_selected(&settings, selection).await.unwrap();
+    assert_eq!(server.endpoint().host, "127.0.0.1");
+    serves_app_user(&server).await;
+    let id = server
+        .location()
+        .trim_start_matches("container ")
+        .to_string();
+    let published = std::process::Command::new("docker")
+        .args(["port", &id, "5432"])
+        .output()
+        .unwrap();
+    let published = String::from_utf8_lossy(&published.stdout);
+    assert!(
+        published.lines().all(|l| l.starts_with("127.0.0.1:")),
+        "the port is published beyond loopback: {published}"
+    );
+    drop(server);
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("id={id}")])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "container {id} is left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_backend_creates_its_own_database_and_roles_and_removes_them() {
+    // The "existing server" is a local one started for the purpose, reached only by URL.
+    let Some((host_settings, selection)) = selected(BackendChoice::Local).await else {
+        return;
+    };
+    let host = Server::start_selected(&host_settings, selection)
+        .await
+        .unwrap();
+    let url = host.url(host.superuser_login(), "postgres");
+    let settings = Settings {
+        backend: BackendChoice::External,
+        database_url: Some(url),
+        ..host_settings.clone()
+    };
+    let selection = rlsgate::provision::select(&settings).await.unwrap();
+    let external = Server::start_selected(&settings, selection).await.unwrap();
+    serves_app_user(&external).await;
+    drop(external);
+    let su = host.superuser().await.unwrap();
+    let leftovers: i64 = su
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_database WHERE datname LIKE 'rlsgate\\_%')
+                  + (SELECT count(*) FROM pg_roles WHERE rolname IN ('app_user','app_rw','app_ro','migration_owner'))",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        leftovers, 0,
+        "the external backend left databases or roles behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_server_survives_a_crash_and_restart() {
+    let Some((settings, selection)) = selected(BackendChoice::Local).await else {
+        return;
+    };
+    let server = Server::start_selected(&settings, selection).await.unwrap();
+    let db = server.fresh_database().await.unwrap();
+    let owner = db.connect(Role::MigrationOwner).await.unwrap();
+    owner
+        .batch_execute("INSERT INTO tenants (name) VALUES ('before the crash')")
+        .await
+        .unwrap();
+    server.crash_and_restart().await.unwrap();
+    assert!(
+        owner.simple_query("SELECT 1").await.is_err(),
+        "the old connection survived a crash"
+    );
+    let owner = db.connect(Role::MigrationOwner).await.unwrap();
+    let n: i64 = owner
+        .query_one("SELECT count(*) FROM tenants", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "a committed row was lost in the crash");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_container_survives_a_crash_and_restart_and_the_port_is_read_again() {
+    let Some((settings, selection)) = selected(BackendChoice::Container).await else {
+        return;
+    };
+    let server = Server::start_selected(&settings, selection).await.unwrap();
+    let db = server.fresh_database().await.unwrap();
+    let owner = db.connect(Role::MigrationOwner).await.unwrap();
+    owner
+        .batch_execute("INSERT INTO tenants (name) VALUES ('before the crash')")
+        .await
+        .unwrap();
+    server.crash_and_restart().await.unwrap();
+    let owner = db.connect(Role::MigrationOwner).await.unwrap();
+    let n: i64 = owner
+        .query_one("SELECT count(*) FROM tenants", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "a committed row was lost in the crash");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_server_is_one_server_until_its_last_handle_drops() {
+    let a = crate::support::shared_server().await;
+    let b = crate::support::shared_server().await;
+    assert_eq!(a.endpoint(), b.endpoint());
+}

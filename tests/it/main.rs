@@ -1,0 +1,11 @@
+//! rlsgate's integration tests: one binary, one module per concern.
+//!
+//! They need a real PostgreSQL. The shared server follows `RLSGATE_BACKEND` (default `auto`);
+//! the backend tests start each backend explicitly and skip, saying why, when one cannot run,
+//! unless `RLSGATE_REQUIRE_BACKENDS` names it (then they fail).
+
+mod backends; // each backend starts, serves app_user, leaves nothing behind
+mod bad_input; // every bad input gets a clear error that names the fix
+mod cli; // the binary: setup is idempotent, run prints a verdict
+mod migrations; // as migration_owner, atomic per file, checksummed, re-runnable
+mod support; // fixtures: settings, the shared server, a fresh database
