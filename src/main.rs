@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rlsgate::provision::external::ServerUrl;
 use rlsgate::roles::{self, Credentials, Existing, RoleSet};
+use rlsgate::system::Variant;
 use rlsgate::{BackendChoice, MigrationSet, Role, Server, Settings};
 
 /// Prove that a multi-tenant PostgreSQL persistence layer keeps tenants apart, records every
@@ -41,6 +42,8 @@ enum Command {
     },
     /// Remove servers and containers left by killed runs and those kept for post-mortem.
     Clean,
+    /// List the broken variants (negative controls): the name, then what it breaks.
+    Variants,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,12 @@ fn main() -> ExitCode {
             } => run(backend, image, database_url).await,
             Command::Setup { database_url } => setup(&database_url).await,
             Command::Clean => clean().await,
+            Command::Variants => {
+                for v in Variant::ALL {
+                    println!("{:<30} {}", v.name(), v.description());
+                }
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     match result {

@@ -80,3 +80,18 @@ fn run_provisions_migrates_and_prints_a_passing_verdict() {
     assert!(err.contains("rlsgate: backend "), "{err}");
     assert!(out.ends_with("verdict: pass\n"), "{out}");
 }
+
+#[test]
+fn variants_lists_every_broken_variant_name_first() {
+    let (code, out, _) = rlsgate(&["variants"]);
+    assert_eq!(code, 0);
+    let names: Vec<&str> = out
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    let expected: Vec<&str> = rlsgate::system::Variant::ALL
+        .iter()
+        .map(|v| v.name())
+        .collect();
+    assert_eq!(names, expected);
+}

@@ -1,0 +1,392 @@
+//! The LLM-audit worker (SYSTEM section 5): one transaction per execution on a pooled login
+//! connection as `app_user`, retries, and the dead-letter queue in a transaction of its own.
+
+use std::collections::BTreeSet;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use crate::database::Database;
+use crate::error::{Error, Result};
+use crate::roles::Role;
+use crate::system::outcome::{ErrorClass, Failure, Outcome};
+use crate::system::task::TaskMessage;
+use crate::system::variant::Variant;
+
+/// The GUC that carries the tenant context.
+pub const TENANT_SETTING: &str = "app.current_tenant_id";
+
+/// DLQ `error_message` limit, in characters.
+pub const MESSAGE_LIMIT: usize = 500;
+/// DLQ `traceback` limit, in characters.
+pub const TRACEBACK_LIMIT: usize = 2000;
+/// Attempts at writing one DLQ row before the failure is reported as not recorded.
+pub const DLQ_ATTEMPTS: u32 = 3;
+
+const CLAIM: &str =
+    "INSERT INTO llm_api_calls (tenant_id, endpoint, model, request_id, request_metadata)
+     VALUES ($1, $2, 'llm_stub', $3, $4)
+     ON CONFLICT (tenant_id, request_id, endpoint) DO NOTHING
+     RETURNING id, to_char(date_trunc('month', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD')";
+
+const ROLLUP_UPSERT: &str = "INSERT INTO llm_monthly_costs (tenant_id, month, total_cost_cents, total_calls, model_breakdown)
+     VALUES ($1, $2::text::date, 0, 1, jsonb_build_object('llm_stub', jsonb_build_object('calls', 1, 'cost_cents', 0)))
+     ON CONFLICT (tenant_id, month) DO UPDATE SET
+       total_calls = llm_monthly_costs.total_calls + 1,
+       total_cost_cents = llm_monthly_costs.total_cost_cents + EXCLUDED.total_cost_cents,
+       model_breakdown = llm_monthly_costs.model_breakdown || jsonb_build_object('llm_stub', jsonb_build_object(
+         'calls', coalesce((llm_monthly_costs.model_breakdown -> 'llm_stub' ->> 'calls')::bigint, 0) + 1,
+         'cost_cents', coalesce((llm_monthly_costs.model_breakdown -> 'llm_stub' ->> 'cost_cents')::bigint, 0)))";
+
+/// How the worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Retries after the first attempt (0 turns retries off).
+    pub retries: u32,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// Broken variants switched on.
+    pub variants: BTreeSet<Variant>,
+    /// The DLQ's `worker` column.
+    pub name: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            retries: 3,
+            pool_size: 4,
+            variants: BTreeSet::new(),
+            name: "rlsgate-worker".into(),
+        }
+    }
+}
+
+/// The worker: a pool of login connections and the task logic.
+pub struct Worker {
+    pool: Pool,
+    config: WorkerConfig,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Worker {
+    /// A worker whose pool logs in to `db` as `app_user` (as `migration_owner` under the
+    /// [`Variant::WorkerAsOwner`] variant).
+    ///
+    /// # Errors
+    /// As [`Database::config`], or a provisioning error when the pool cannot be built.
+    pub async fn connect(db: &Database, config: WorkerConfig) -> Result<Self> {
+        let role = if config.variants.contains(&Variant::WorkerAsOwner) {
+            Role::MigrationOwner
+        } else {
+            Role::Runtime
+        };
+        let manager = Manager::from_config(
+            db.config(role).await?,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .build()
+            .map_err(|e| {
+                Error::provisioning(format!("building the worker's connection pool: {e}"))
+            })?;
+        Ok(Self { pool, config })
+    }
+
+    /// The worker's pool (probes use it to inspect the connections tasks ran on).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The worker's configuration.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    fn has(&self, variant: Variant) -> bool {
+        self.config.variants.contains(&variant)
+    }
+
+    /// Execute `task` to its final outcome: attempts with retries, then the DLQ on failure.
+    /// Never panics and never returns `Err`: every ending is an [`Outcome`].
+    pub async fn execute(&self, task: &TaskMessage) -> Outcome {
+        let retries = task.retries.unwrap_or(self.config.retries);
+        let mut trace = Vec::new();
+        let mut attempt = 0;
+        loop {
+            match self.attempt(task).await {
+                Ok(outcome) => return outcome,
+                Err(failure) => {
+                    trace.push(format!("attempt {}: {failure}", attempt + 1));
+                    if failure.class.is_retryable() && attempt < retries {
+                        attempt += 1;
+                        continue;
+                    }
+                    return self.record_failure(task, failure, attempt, &trace).await;
+                }
+            }
+        }
+    }
+
+    /// One attempt: one transaction on one pooled connection.
+    async fn attempt(&self, task: &TaskMessage) -> std::result::Result<Outcome, Failure> {
+        let tenant = task
+            .tenant()
+            .map_err(|p| Failure::new(ErrorClass::Validation, "validate", p.to_string()))?;
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| Failure::new(ErrorClass::Connection, "connect", e.to_string()))?;
+        let tx = conn
+            .transaction()
+            .await
+            .map_err(|e| Failure::from_db("begin", &e))?;
+        let transaction_local = !self.has(Variant::SessionContext);
+        tx.execute(
+            "SELECT set_config($1, $2, $3)",
+            &[&TENANT_SETTING, &tenant.to_string(), &transaction_local],
+        )
+        .await
+        .map_err(|e| Failure::from_db("set tenant context", &e))?;
+        let request_id = if self.has(Variant::RequestIdPerAttempt) {
+            Uuid::new_v4().simple().to_string()
+        } else {
+            task.request_id_for(tenant)
+        };
+        let endpoint = task.task_name.as_str();
+        let metadata =
+            serde_json::json!({ "task_id": task.task_id, "correlation_id": task.correlation_id });
+        let claimed = tx
+            .query_opt(CLAIM, &[&tenant, &endpoint, &request_id, &metadata])
+            .await
+            .map_err(|e| Failure::from_db("claim", &e))?;
+        let Some(claimed) = claimed else {
+            // A replay: the request was claimed before. Return that row; write nothing more.
+            let existing = tx
+                .query_opt(
+                    "SELECT id FROM llm_api_calls WHERE tenant_id = $1 AND request_id = $2 AND endpoint = $3",
+                    &[&tenant, &request_id, &endpoint],
+                )
+                .await
+                .map_err(|e| Failure::from_db("replay lookup", &e))?
+                .ok_or_else(|| Failure::new(ErrorClass::Database, "replay lookup", "the claimed row is not visible"))?;
+            tx.commit()
+                .await
+                .map_err(|e| Failure::from_db("commit", &e))?;
+            return Ok(Outcome::Replayed {
+                call_id: existing.get(0),
+            });
+        };
+        let call_id: Uuid = claimed.get(0);
+        let month: String = claimed.get(1);
+        if task.faults.fail_after_claim {
+            return Err(Failure::new(
+                ErrorClass::Application,
+                "after claim",
+                "forced failure after the claim",
+            ));
+        }
+        let job_id: Option<Uuid> = match task.task_name.job_table() {
+            Some("investigations") => Some(
+                tx.query_one(
+                    "INSERT INTO investigations (tenant_id, query, status, result)
+                     VALUES ($1, 'stubbed:' || $2, 'completed', '{}'::jsonb) RETURNING id",
+                    &[&tenant, &request_id],
+                )
+                .await
+                .map_err(|e| Failure::from_db("job row", &e))?
+                .get(0),
+            ),
+            Some(_) => Some(
+                tx.query_one(
+                    "INSERT INTO budget_optimization_jobs (tenant_id, status, recommendations)
+                     VALUES ($1, 'completed', jsonb_build_object('request_id', $2::text)) RETURNING id",
+                    &[&tenant, &request_id],
+                )
+                .await
+                .map_err(|e| Failure::from_db("job row", &e))?
+                .get(0),
+            ),
+            None => None,
+        };
+        if self.has(Variant::ReadThenWriteRollup) {
+            read_then_write_rollup(&tx, tenant, &month).await?;
+        } else {
+            tx.execute(ROLLUP_UPSERT, &[&tenant, &month])
+                .await
+                .map_err(|e| Failure::from_db("rollup", &e))?;
+        }
+        match tx.commit().await {
+            Ok(()) => Ok(Outcome::Committed {
+                call_id,
+                job_id,
+                attempts: 1,
+            }),
+            Err(e) if e.as_db_error().is_some() => Err(Failure::from_db("commit", &e)),
+            Err(e) => Ok(Outcome::Unknown {
+                detail: format!("the connection failed during COMMIT: {e}"),
+            }),
+        }
+    }
+
+    /// Write the final failure to the DLQ in a transaction of its own, retrying the write.
+    async fn record_failure(
+        &self,
+        task: &TaskMessage,
+        failure: Failure,
+        retries: u32,
+        trace: &[String],
+    ) -> Outcome {
+        let mut last = String::new();
+        for _ in 0..DLQ_ATTEMPTS {
+            match self.write_dlq(task, &failure, retries, trace).await {
+                Ok(dlq_id) => {
+                    return Outcome::FailedRecorded {
+                        dlq_id,
+                        failure,
+                        retries,
+                    };
+                }
+                Err(e) => last = e,
+            }
+        }
+        Outcome::FailedUnrecorded {
+            failure,
+            retries,
+            dlq_error: last,
+        }
+    }
+
+    async fn write_dlq(
+        &self,
+        task: &TaskMessage,
+        failure: &Failure,
+        retries: u32,
+        trace: &[String],
+    ) -> std::result::Result<Uuid, String> {
+        let db_err = |step: &str, e: tokio_postgres::Error| {
+            format!("{step}: {}", crate::error::describe_db_error(&e))
+        };
+        let tenant = task.tenant().ok();
+        let mut conn = self.pool.get().await.map_err(|e| format!("connect: {e}"))?;
+        let tx = conn.transaction().await.map_err(|e| db_err("begin", e))?;
+        if let Some(tenant) = tenant
+            && !self.has(Variant::DlqWithoutContext)
+        {
+            tx.execute(
+                "SELECT set_config($1, $2, true)",
+                &[&TENANT_SETTING, &tenant.to_string()],
+            )
+            .await
+            .map_err(|e| db_err("set tenant context", e))?;
+        }
+        if task.faults.fail_dlq_write {
+            tx.batch_execute("SELECT 1 / 0")
+                .await
+                .map_err(|e| db_err("injected DLQ fault", e))?;
+        }
+        let id = task.dlq_id();
+        let kwargs = serde_json::json!({
+            "tenant_id": task.tenant_id,
+            "correlation_id": task.correlation_id,
+            "request_id": task.request_id,
+            "payload": task.payload,
+        });
+        let message = truncate(&failure.to_string(), MESSAGE_LIMIT);
+        let traceback = truncate(&trace.join("\n"), TRACEBACK_LIMIT);
+        let retry_count = i32::try_from(retries).unwrap_or(i32::MAX);
+        tx.execute(
+            "INSERT INTO worker_failed_jobs (id, task_id, task_name, queue, worker, task_args, task_kwargs,
+                 tenant_id, error_type, exception_class, error_message, traceback, retry_count, correlation_id)
+             VALUES ($1, $2, $3, 'llm', $4, '[]'::jsonb, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (id) DO NOTHING",
+            &[
+                &id,
+                &task.task_id,
+                &task.task_name.as_str(),
+                &self.config.name,
+                &kwargs,
+                &tenant,
+                &failure.class.as_str(),
+                &failure.exception_class(),
+                &message,
+                &traceback,
+                &retry_count,
+                &task.correlation_id,
+            ],
+        )
+        .await
+        .map_err(|e| db_err("insert", e))?;
+        if self.has(Variant::DlqInFailedTransaction) {
+            // The original wrote the DLQ row inside the task's transaction, which then rolled
+            // back: the worker believes the failure is recorded, and it is not.
+            tx.rollback().await.map_err(|e| db_err("rollback", e))?;
+        } else {
+            tx.commit().await.map_err(|e| db_err("commit", e))?;
+        }
+        Ok(id)
+    }
+}
+
+/// The broken rollup: read the month's row, then write it back, with the task's other work in
+/// between (a pause stands in for it), so concurrent tasks overwrite each other's increments.
+async fn read_then_write_rollup(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant: Uuid,
+    month: &str,
+) -> std::result::Result<(), Failure> {
+    let current = tx
+        .query_opt(
+            "SELECT total_calls FROM llm_monthly_costs WHERE tenant_id = $1 AND month = $2::text::date",
+            &[&tenant, &month],
+        )
+        .await
+        .map_err(|e| Failure::from_db("rollup read", &e))?;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let sql = match current {
+        Some(_) => {
+            "UPDATE llm_monthly_costs SET total_calls = $3::bigint,
+                 model_breakdown = jsonb_build_object('llm_stub', jsonb_build_object('calls', $3::bigint, 'cost_cents', 0))
+             WHERE tenant_id = $1 AND month = $2::text::date"
+        }
+        None => {
+            "INSERT INTO llm_monthly_costs (tenant_id, month, total_calls, model_breakdown)
+             VALUES ($1, $2::text::date, $3::bigint, jsonb_build_object('llm_stub', jsonb_build_object('calls', $3::bigint, 'cost_cents', 0)))"
+        }
+    };
+    let next: i64 = current.map_or(0, |r| r.get::<_, i64>(0)) + 1;
+    tx.execute(sql, &[&tenant, &month, &next])
+        .await
+        .map_err(|e| Failure::from_db("rollup write", &e))?;
+    Ok(())
+}
+
+/// At most `limit` characters of `text`.
+fn truncate(text: &str, limit: usize) -> String {
+    text.chars().take(limit).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_counts_characters_not_bytes() {
+        let text = "é".repeat(600);
+        assert_eq!(truncate(&text, MESSAGE_LIMIT).chars().count(), 500);
+        assert_eq!(truncate("short", MESSAGE_LIMIT), "short");
+    }
+}

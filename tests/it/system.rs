@@ -1,0 +1,474 @@
+//! The worker against a fresh cloned database: the evidence pack's two tests, strengthened, and
+//! the persistence guarantees of SYSTEM section 5.
+use std::collections::BTreeSet;
+
+use rlsgate::system::{
+    self, ErrorClass, Outcome, TaskMessage, TaskName, Variant, Worker, WorkerConfig,
+};
+use rlsgate::{Database, Role};
+use uuid::Uuid;
+
+use crate::support::shared_server;
+
+const A: Uuid = Uuid::from_u128(0xa0d0_8073_832b_4520_baa4_60dd_60b7_8d0d);
+const B: Uuid = Uuid::from_u128(0x2326_8754_a3ef_46df_b9e1_ad9b_e306_2829);
+const MISSING: Uuid = Uuid::from_u128(0xf321_1e98_144f_4e8d_82e8_c2ea_316f_cfc1);
+
+async fn system_with(variants: &[Variant], pool_size: usize) -> (Database, Worker) {
+    let server = shared_server().await;
+    let db = server.fresh_database().await.unwrap();
+    for v in variants {
+        v.apply_schema(&db).await.unwrap();
+    }
+    system::create_tenant(&db, A, "tenant a").await.unwrap();
+    system::create_tenant(&db, B, "tenant b").await.unwrap();
+    let config = WorkerConfig {
+        pool_size,
+        variants: variants.iter().copied().collect::<BTreeSet<_>>(),
+        ..Default::default()
+    };
+    let worker = Worker::connect(&db, config).await.unwrap();
+    (db, worker)
+}
+
+fn task(n: u128, name: TaskName, tenant: Uuid) -> TaskMessage {
+    TaskMessage::new(format!("task-{n}"), name, tenant, Uuid::from_u128(n))
+}
+
+/// Rows of `table` (all tenants), counted as the superuser: the checker's view, not a probe.
+async fn count(db: &Database, table: &str, filter: &str) -> i64 {
+    let su = db.connect(Role::Superuser).await.unwrap();
+    su.query_one(&format!("SELECT count(*) FROM {table} WHERE {filter}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Rows of `table` visible to app_user in `tenant`'s context.
+async fn visible(db: &Database, table: &str, tenant: Uuid) -> i64 {
+    let mut c = db.connect(Role::Runtime).await.unwrap();
+    let tx = c.transaction().await.unwrap();
+    tx.execute(
+        "SELECT set_config('app.current_tenant_id', $1, true)",
+        &[&tenant.to_string()],
+    )
+    .await
+    .unwrap();
+    tx.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_route_task_persists_under_the_runtime_identity() {
+    let (db, worker) = system_with(&[], 2).await;
+    assert_eq!(visible(&db, "llm_api_calls", A).await, 0);
+    let outcome = worker.execute(&task(1, TaskName::Route, A)).await;
+    assert!(
+        matches!(outcome, Outcome::Committed { job_id: None, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        visible(&db, "llm_api_calls", A).await,
+        1,
+        "the tenant's count rises by one"
+    );
+    assert_eq!(
+        visible(&db, "llm_api_calls", B).await,
+        0,
+        "the other tenant sees nothing"
+    );
+    let conn = worker.pool().get().await.unwrap();
+    let row = conn
+        .query_one("SELECT current_user::text, session_user::text", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("app_user".into(), "app_user".into())
+    );
+}
+
+#[tokio::test]
+async fn a_task_for_a_missing_tenant_lands_in_the_dlq_once_with_no_partial_rows() {
+    let (db, worker) = system_with(&[], 2).await;
+    let t = task(2, TaskName::Investigation, MISSING);
+    let outcome = worker.execute(&t).await;
+    let Outcome::FailedRecorded {
+        dlq_id,
+        failure,
+        retries,
+    } = &outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        (failure.class, failure.sqlstate.as_deref()),
+        (ErrorClass::Database, Some("23503"))
+    );
+    assert_eq!(*retries, 3);
+    assert_eq!(*dlq_id, t.dlq_id());
+    // Delivered again: the DLQ write is idempotent.
+    let again = worker.execute(&t).await;
+    assert_eq!(again.kind(), "failed_recorded");
+    let su = db.connect(Role::Superuser).await.unwrap();
+    let rows = su
+        .query("SELECT error_type, tenant_id, task_name, retry_count, exception_class FROM worker_failed_jobs", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "exactly one DLQ row");
+    assert_eq!(rows[0].get::<_, String>(0), "database_error");
+    assert_eq!(rows[0].get::<_, Option<Uuid>>(1), Some(MISSING));
+    assert_eq!(rows[0].get::<_, String>(2), "app.tasks.llm.investigation");
+    assert_eq!(rows[0].get::<_, i32>(3), 3);
+    assert_eq!(rows[0].get::<_, String>(4), "PostgresError[23503]");
+    for table in [
+        "llm_api_calls",
+        "llm_monthly_costs",
+        "investigations",
+        "budget_optimization_jobs",
+    ] {
+        assert_eq!(
+            count(&db, table, "true").await,
+            0,
+            "partial rows in {table}"
+        );
+    }
+    assert_eq!(
+        visible(&db, "worker_failed_jobs", A).await,
+        0,
+        "another tenant sees the failure"
+    );
+}
+
+#[tokio::test]
+async fn a_replay_of_the_same_request_writes_nothing_more() {
+    let (db, worker) = system_with(&[], 2).await;
+    let t = task(3, TaskName::BudgetOptimization, A);
+    let Outcome::Committed { call_id, .. } = worker.execute(&t).await else {
+        panic!()
+    };
+    let redelivered = TaskMessage {
+        task_id: "task-3-redelivered".into(),
+        ..t.clone()
+    };
+    assert_eq!(
+        worker.execute(&redelivered).await,
+        Outcome::Replayed { call_id }
+    );
+    assert_eq!(count(&db, "llm_api_calls", "true").await, 1);
+    assert_eq!(count(&db, "budget_optimization_jobs", "true").await, 1);
+    assert_eq!(
+        count(&db, "llm_monthly_costs", "total_calls = 1").await,
+        1,
+        "the rollup counted the replay"
+    );
+}
+
+#[tokio::test]
+async fn investigation_and_budget_tasks_write_their_job_rows_and_the_rollup_equals_the_audit_rows()
+{
+    let (db, worker) = system_with(&[], 4).await;
+    for (n, name) in TaskName::ALL.into_iter().enumerate() {
+        for tenant in [A, B] {
+            let outcome = worker
+                .execute(&task(
+                    10 + n as u128 * 2 + u128::from(tenant == B),
+                    name,
+                    tenant,
+                ))
+                .await;
+            let job_expected = name.job_table().is_some();
+            assert!(
+                matches!(outcome, Outcome::Committed { job_id, .. } if job_id.is_some() == job_expected),
+                "{outcome:?}"
+            );
+        }
+    }
+    assert_eq!(
+        count(
+            &db,
+            "investigations",
+            "status = 'completed' AND query LIKE 'stubbed:%'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(
+            &db,
+            "budget_optimization_jobs",
+            "recommendations ? 'request_id'"
+        )
+        .await,
+        2
+    );
+    let mismatched = count(
+        &db,
+        "llm_monthly_costs m",
+        "m.total_calls <> (SELECT count(*) FROM llm_api_calls c WHERE c.tenant_id = m.tenant_id
+             AND date_trunc('month', c.created_at AT TIME ZONE 'UTC')::date = m.month)
+         OR (m.model_breakdown -> 'llm_stub' ->> 'calls')::bigint <> m.total_calls",
+    )
+    .await;
+    assert_eq!(mismatched, 0);
+    assert_eq!(count(&db, "llm_monthly_costs", "total_calls = 4").await, 2);
+}
+
+async fn concurrent_route_tasks(worker: &Worker, n: u128) -> Vec<Outcome> {
+    let tasks: Vec<_> = (0..n).map(|i| task(100 + i, TaskName::Route, A)).collect();
+    futures_util::future::join_all(tasks.iter().map(|t| worker.execute(t))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_concurrent_tasks_for_one_tenant_and_month_lose_no_increment() {
+    let (db, worker) = system_with(&[], 8).await;
+    let outcomes = concurrent_route_tasks(&worker, 8).await;
+    assert!(
+        outcomes.iter().all(|o| o.kind() == "committed"),
+        "{outcomes:?}"
+    );
+    assert_eq!(count(&db, "llm_monthly_costs", "total_calls = 8").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_then_write_rollup_variant_loses_increments() {
+    let (db, worker) = system_with(&[Variant::ReadThenWriteRollup], 8).await;
+    let outcomes = concurrent_route_tasks(&worker, 8).await;
+    let committed = outcomes.iter().filter(|o| o.kind() == "committed").count() as i64;
+    let total: i64 = db
+        .connect(Role::Superuser)
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT coalesce(sum(total_calls), 0)::bigint FROM llm_monthly_costs",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        total < committed,
+        "the broken rollup counted {total} of {committed} commits"
+    );
+}
+
+#[tokio::test]
+async fn the_same_request_id_from_two_tenants_gives_each_its_own_row() {
+    let (db, worker) = system_with(&[], 2).await;
+    for (n, tenant) in [(20, A), (21, B)] {
+        let t = TaskMessage {
+            request_id: Some("req-1".into()),
+            ..task(n, TaskName::Route, tenant)
+        };
+        assert_eq!(worker.execute(&t).await.kind(), "committed");
+    }
+    assert_eq!(count(&db, "llm_api_calls", "request_id = 'req-1'").await, 2);
+    assert_eq!(visible(&db, "llm_api_calls", A).await, 1);
+    assert_eq!(visible(&db, "llm_api_calls", B).await, 1);
+}
+
+#[tokio::test]
+async fn a_malformed_tenant_lands_in_the_dlq_as_a_validation_error_with_a_null_tenant() {
+    let (db, worker) = system_with(&[], 2).await;
+    let t = TaskMessage {
+        tenant_id: Some("not-a-uuid".into()),
+        ..task(30, TaskName::Explanation, A)
+    };
+    let outcome = worker.execute(&t).await;
+    let Outcome::FailedRecorded {
+        failure, retries, ..
+    } = &outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        (failure.class, *retries),
+        (ErrorClass::Validation, 0),
+        "bad input is not retried"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "worker_failed_jobs",
+            "error_type = 'validation_error' AND tenant_id IS NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        visible(&db, "worker_failed_jobs", A).await,
+        0,
+        "a NULL-tenant row is visible inside a tenant"
+    );
+}
+
+#[tokio::test]
+async fn with_the_missing_grant_variant_the_task_fails_with_42501_and_the_dlq_says_so() {
+    let (db, worker) = system_with(&[Variant::MissingGrant], 2).await;
+    let outcome = worker.execute(&task(40, TaskName::Route, A)).await;
+    let Outcome::FailedRecorded { failure, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(failure.sqlstate.as_deref(), Some("42501"));
+    let su = db.connect(Role::Superuser).await.unwrap();
+    let row = su
+        .query_one(
+            "SELECT error_type, exception_class, error_message FROM worker_failed_jobs",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "database_error");
+    assert_eq!(row.get::<_, String>(1), "PostgresError[42501]");
+    assert!(
+        row.get::<_, String>(2)
+            .contains("permission denied for table llm_api_calls"),
+        "{:?}",
+        row.get::<_, String>(2)
+    );
+}
+
+#[tokio::test]
+async fn a_forced_failure_after_the_claim_rolls_everything_back() {
+    let (db, worker) = system_with(&[], 2).await;
+    let mut t = task(50, TaskName::Investigation, A);
+    t.faults.fail_after_claim = true;
+    t.retries = Some(0);
+    let outcome = worker.execute(&t).await;
+    assert_eq!(
+        outcome.failure().map(|f| f.class),
+        Some(ErrorClass::Application),
+        "{outcome:?}"
+    );
+    assert_eq!(count(&db, "llm_api_calls", "true").await, 0);
+    assert_eq!(
+        count(
+            &db,
+            "worker_failed_jobs",
+            "error_type = 'application_error'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_failing_dlq_write_is_reported_as_not_recorded_never_silently_lost() {
+    let (db, worker) = system_with(&[], 2).await;
+    let mut t = task(60, TaskName::Route, MISSING);
+    t.faults.fail_dlq_write = true;
+    let outcome = worker.execute(&t).await;
+    let Outcome::FailedUnrecorded { dlq_error, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(dlq_error.contains("22012"), "{dlq_error}");
+    assert_eq!(count(&db, "worker_failed_jobs", "true").await, 0);
+}
+
+#[tokio::test]
+async fn the_dlq_in_failed_transaction_variant_loses_the_row_while_claiming_it_recorded() {
+    let (db, worker) = system_with(&[Variant::DlqInFailedTransaction], 2).await;
+    let outcome = worker.execute(&task(70, TaskName::Route, MISSING)).await;
+    assert_eq!(outcome.kind(), "failed_recorded");
+    assert_eq!(count(&db, "worker_failed_jobs", "true").await, 0);
+}
+
+#[tokio::test]
+async fn the_dlq_without_context_variant_cannot_record_a_tenant_failure() {
+    let (_db, worker) = system_with(&[Variant::DlqWithoutContext], 2).await;
+    let outcome = worker.execute(&task(80, TaskName::Route, MISSING)).await;
+    let Outcome::FailedUnrecorded { dlq_error, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(dlq_error.contains("42501"), "{dlq_error}");
+}
+
+#[tokio::test]
+async fn pooled_connections_carry_no_tenant_context_unless_the_session_context_variant_is_on() {
+    for (variants, expect_leak) in [(vec![], false), (vec![Variant::SessionContext], true)] {
+        let (_db, worker) = system_with(&variants, 1).await;
+        assert_eq!(
+            worker.execute(&task(90, TaskName::Route, A)).await.kind(),
+            "committed"
+        );
+        let conn = worker.pool().get().await.unwrap();
+        let context: Option<String> = conn
+            .query_one(
+                "SELECT nullif(current_setting('app.current_tenant_id', true), '')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            context.is_some(),
+            expect_leak,
+            "{variants:?}: context {context:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_worker_as_owner_variant_connects_as_migration_owner() {
+    let (_db, worker) = system_with(&[Variant::WorkerAsOwner], 1).await;
+    let conn = worker.pool().get().await.unwrap();
+    let who: String = conn
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(who, "migration_owner");
+}
+
+async fn pooled_context(worker: &Worker) -> Option<String> {
+    let conn = worker.pool().get().await.unwrap();
+    conn.query_one(
+        "SELECT nullif(current_setting('app.current_tenant_id', true), '')",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_carries_no_context_after_an_error_or_a_cancelled_task() {
+    let (db, worker) = system_with(&[], 1).await;
+    // After an error (and its rollback) on the pool's only connection.
+    let mut failing = task(110, TaskName::Route, MISSING);
+    failing.retries = Some(0);
+    assert_eq!(worker.execute(&failing).await.kind(), "failed_recorded");
+    assert_eq!(
+        pooled_context(&worker).await,
+        None,
+        "context left after an error"
+    );
+    // After a task cancelled while it waits on a lock held by another session.
+    let mut su = db.connect(Role::Superuser).await.unwrap();
+    let lock = su.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE llm_monthly_costs IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let cancelled = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        worker.execute(&task(111, TaskName::Route, A)),
+    )
+    .await;
+    assert!(
+        cancelled.is_err(),
+        "the task was not blocked by the lock: {cancelled:?}"
+    );
+    lock.rollback().await.unwrap();
+    assert_eq!(
+        pooled_context(&worker).await,
+        None,
+        "context left after a cancelled task"
+    );
+    assert_eq!(
+        count(&db, "llm_api_calls", "true").await,
+        0,
+        "the cancelled task committed"
+    );
+}
