@@ -145,3 +145,50 @@ async fn the_shared_server_is_one_server_until_its_last_handle_drops() {
     let b = crate::support::shared_server().await;
     assert_eq!(a.endpoint(), b.endpoint());
 }
+
+/// A pid no process can have (above the kernel's pid_max), standing in for a killed run.
+const DEAD_PID: &str = "2147483646";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_server_directory_left_by_a_killed_run_is_swept_at_the_next_start() {
+    let Some((settings, selection)) = selected(BackendChoice::Local).await else {
+        return;
+    };
+    let leftover = std::env::temp_dir().join(format!("rlsgate-pg-{DEAD_PID}-leftover"));
+    std::fs::create_dir_all(leftover.join("data")).unwrap();
+    std::fs::write(leftover.join("rlsgate-owner"), DEAD_PID).unwrap();
+    let _server = Server::start_selected(&settings, selection).await.unwrap();
+    assert!(
+        !leftover.exists(),
+        "the leftover {} was not swept",
+        leftover.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_left_by_a_killed_run_is_swept_at_the_next_start() {
+    let Some((settings, selection)) = selected(BackendChoice::Container).await else {
+        return;
+    };
+    let created = std::process::Command::new("docker")
+        .args(["create", "--label", "rlsgate.managed=true", "--label"])
+        .arg(format!("rlsgate.pid={DEAD_PID}"))
+        .arg(settings.image.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let id = String::from_utf8_lossy(&created.stdout).trim().to_string();
+    let _server = Server::start_selected(&settings, selection).await.unwrap();
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--no-trunc", "--filter", &format!("id={id}")])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "the leftover container {id} was not swept"
+    );
+}
