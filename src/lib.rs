@@ -45,6 +45,7 @@ pub mod error;
 pub mod migrations;
 pub mod provision;
 pub mod roles;
+pub mod setup;
 pub mod system;
 
 pub use config::{BackendChoice, ImageRef, KeepPolicy, Settings};

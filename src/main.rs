@@ -3,10 +3,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rlsgate::provision::external::ServerUrl;
-use rlsgate::roles::{self, Credentials, Existing, RoleSet};
+use rlsgate::roles;
 use rlsgate::system::Variant;
-use rlsgate::{BackendChoice, MigrationSet, Role, Server, Settings};
+use rlsgate::{BackendChoice, Role, Server, Settings};
 
 /// Prove that a multi-tenant PostgreSQL persistence layer keeps tenants apart, records every
 /// failure, and runs with least privilege.
@@ -165,74 +164,7 @@ async fn run(
 }
 
 async fn setup(url: &str) -> anyhow::Result<ExitCode> {
-    let target = ServerUrl::parse(url, "--database-url")?;
-    anyhow::ensure!(
-        target.database != "postgres",
-        "--database-url must name the database to create in its path (e.g. .../llm_audit); \
-         rlsgate will not install the reference system into the maintenance database 'postgres'"
-    );
-    let mut maintenance: tokio_postgres::Config = url.parse()?;
-    maintenance.dbname("postgres");
-    let su = Server::connect_with(&maintenance).await?;
-    let roles = RoleSet {
-        migration_owner: Credentials::random(roles::MIGRATION_OWNER),
-        app_user: Credentials::random(roles::APP_USER),
-    };
-    let boot = roles::bootstrap(&su, &roles, Existing::Keep).await?;
-    let mut changed = false;
-    for name in &boot.created {
-        changed = true;
-        let password = match name.as_str() {
-            roles::MIGRATION_OWNER => Some(&roles.migration_owner.password),
-            roles::APP_USER => Some(&roles.app_user.password),
-            _ => None,
-        };
-        match password {
-            Some(p) => {
-                println!("created login role {name} with password {p} (shown once; store it)")
-            }
-            None => println!("created role {name}"),
-        }
-    }
-    let exists = su
-        .query_opt(
-            "SELECT 1 FROM pg_database WHERE datname = $1",
-            &[&target.database],
-        )
-        .await?
-        .is_some();
-    if !exists {
-        changed = true;
-        let quoted = format!("\"{}\"", target.database.replace('"', "\"\""));
-        // CREATE DATABASE refuses to run in a multi-statement batch: a call of its own.
-        su.batch_execute(&format!("CREATE DATABASE {quoted} OWNER migration_owner"))
-            .await?;
-        su.batch_execute(&format!(
-            "REVOKE ALL ON DATABASE {quoted} FROM PUBLIC; GRANT CONNECT ON DATABASE {quoted} TO app_user"
-        ))
-        .await?;
-        println!(
-            "created database {} owned by migration_owner",
-            target.database
-        );
-    }
-    let mut inside = Server::connect_with(&url.parse()?).await?;
-    if !exists {
-        inside
-            .batch_execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
-            .await?;
-    }
-    // The superuser becomes migration_owner for the migrations: everything they create is owned
-    // by it, and rlsgate_migrations records it as the role that applied them.
-    inside.batch_execute("SET ROLE migration_owner").await?;
-    let applied = MigrationSet::reference()
-        .apply(&mut inside, roles::MIGRATION_OWNER)
-        .await?;
-    changed |= !applied.applied.is_empty();
-    println!("{applied}");
-    if !changed {
-        println!("nothing to do: the roles, the database and every migration are already in place");
-    }
+    println!("{}", rlsgate::setup::setup(url).await?);
     Ok(ExitCode::SUCCESS)
 }
 

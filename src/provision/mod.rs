@@ -64,6 +64,24 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+impl Endpoint {
+    /// A connection configuration for `login` on database `dbname` at this endpoint.
+    pub fn config(&self, login: &Credentials, dbname: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(&login.user)
+            .dbname(dbname)
+            .application_name("rlsgate")
+            .connect_timeout(Duration::from_secs(10));
+        if !login.password.is_empty() {
+            config.password(&login.password);
+        }
+        config
+    }
+}
+
 /// The backend chosen for a run, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
@@ -338,19 +356,7 @@ impl Server {
 
     /// A connection configuration for `login` on database `dbname`.
     pub fn config(&self, login: &Credentials, dbname: &str) -> tokio_postgres::Config {
-        let endpoint = self.endpoint();
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&endpoint.host)
-            .port(endpoint.port)
-            .user(&login.user)
-            .dbname(dbname)
-            .application_name("rlsgate")
-            .connect_timeout(Duration::from_secs(10));
-        if !login.password.is_empty() {
-            config.password(&login.password);
-        }
-        config
+        self.endpoint().config(login, dbname)
     }
 
     /// A URL for `login` on `dbname`, for people (printed when a database is kept).
@@ -469,12 +475,7 @@ impl Server {
         .await
         .map_err(|e| Error::database(format!("creating database {name}"), e))?;
         harden_database(&su, name).await?;
-        let inside = self.superuser_on(name).await?;
-        inside
-            .batch_execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
-            .await
-            .map_err(|e| Error::database(format!("revoking CREATE on public in {name}"), e))?;
-        Ok(())
+        harden_schema(&self.superuser_on(name).await?, name).await
     }
 
     /// The name of a database migrated with the reference migrations as `migration_owner`,
@@ -587,8 +588,9 @@ impl Server {
     }
 }
 
-/// Database-level privileges are not copied from a template: set them on every new database.
-async fn harden_database(su: &Client, name: &str) -> Result<()> {
+/// Database-level privileges are not copied from a template: set them on every new database
+/// (`su` is a superuser connection to any other database).
+pub(crate) async fn harden_database(su: &Client, name: &str) -> Result<()> {
     su.batch_execute(&format!(
         "REVOKE ALL ON DATABASE {db} FROM PUBLIC; GRANT CONNECT ON DATABASE {db} TO {app}",
         db = quote_ident(name),
@@ -596,6 +598,15 @@ async fn harden_database(su: &Client, name: &str) -> Result<()> {
     ))
     .await
     .map_err(|e| Error::database(format!("setting the privileges of database {name}"), e))
+}
+
+/// No CREATE on `public` for PUBLIC (`inside` is a superuser connection to database `name`).
+/// Schema privileges live inside the database, so a clone inherits them from its template.
+pub(crate) async fn harden_schema(inside: &Client, name: &str) -> Result<()> {
+    inside
+        .batch_execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        .await
+        .map_err(|e| Error::database(format!("revoking CREATE on public in {name}"), e))
 }
 
 /// Run `future` to completion on a runtime of its own, on another thread: for cleanup in `Drop`,
@@ -634,20 +645,11 @@ impl Drop for Inner {
             Instance::Container(_) => {}
             Instance::External if kept => {}
             Instance::External => {
-                let config_of = |db: &str| {
-                    let mut config = tokio_postgres::Config::new();
-                    let endpoint = self.endpoint.lock().unwrap().clone();
-                    config
-                        .host(&endpoint.host)
-                        .port(endpoint.port)
-                        .user(&self.superuser.user)
-                        .dbname(db);
-                    if !self.superuser.password.is_empty() {
-                        config.password(&self.superuser.password);
-                    }
-                    config
-                };
-                let config = config_of(&self.maintenance_db);
+                let config = self
+                    .endpoint
+                    .lock()
+                    .unwrap()
+                    .config(&self.superuser, &self.maintenance_db);
                 let prefix = format!("rlsgate_{}_", self.run_id);
                 let drop_roles = self.created_roles.load(Ordering::SeqCst);
                 run_detached(async move {
