@@ -472,3 +472,76 @@ async fn a_connection_carries_no_context_after_an_error_or_a_cancelled_task() {
         "the cancelled task committed"
     );
 }
+
+/// Policies, FORCE flags, owners and ACLs of the public tables: what a schema variant changes.
+async fn security_catalogue(db: &Database) -> String {
+    let su = db.connect(Role::Superuser).await.unwrap();
+    su.query_one(
+        "SELECT string_agg(format('%s force=%s owner=%s acl=%s policies=%s', c.relname, c.relforcerowsecurity,
+                    pg_get_userbyid(c.relowner), c.relacl,
+                    (SELECT string_agg(coalesce(p.qual, '') || '/' || coalesce(p.with_check, ''), ';')
+                     FROM pg_policies p WHERE p.tablename = c.relname)), E'\\n' ORDER BY c.relname)
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public' AND c.relkind = 'r'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn every_schema_variant_applies_and_changes_the_security_catalogue() {
+    let (reference, _) = system_with(&[], 1).await;
+    let reference = security_catalogue(&reference).await;
+    for variant in Variant::ALL.into_iter().filter(|v| v.changes_schema()) {
+        let (db, _) = system_with(&[variant], 1).await;
+        assert_ne!(
+            security_catalogue(&db).await,
+            reference,
+            "{variant} changed nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_check_true_lets_a_tenant_write_a_row_for_another() {
+    for (variants, accepted) in [(vec![], false), (vec![Variant::WithCheckTrue], true)] {
+        let (db, _) = system_with(&variants, 1).await;
+        let mut c = db.connect(Role::Runtime).await.unwrap();
+        let tx = c.transaction().await.unwrap();
+        tx.execute(
+            "SELECT set_config('app.current_tenant_id', $1, true)",
+            &[&A.to_string()],
+        )
+        .await
+        .unwrap();
+        let insert = tx
+            .execute(
+                "INSERT INTO llm_api_calls (tenant_id, endpoint, model, request_id) VALUES ($1, 'x', 'm', 'r')",
+                &[&B],
+            )
+            .await;
+        assert_eq!(insert.is_ok(), accepted, "{variants:?}: {insert:?}");
+        if let Err(e) = insert {
+            assert_eq!(e.code().map(|c| c.code()), Some("42501"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_original_dlq_policy_shows_null_tenant_failures_to_every_tenant() {
+    for (variants, leaked) in [(vec![], 0), (vec![Variant::DlqPolicyOriginal], 1)] {
+        let (db, worker) = system_with(&variants, 1).await;
+        let t = TaskMessage {
+            tenant_id: None,
+            ..task(120, TaskName::Route, A)
+        };
+        assert_eq!(worker.execute(&t).await.kind(), "failed_recorded");
+        assert_eq!(
+            visible(&db, "worker_failed_jobs", A).await,
+            leaked,
+            "{variants:?}"
+        );
+    }
+}
