@@ -42,6 +42,7 @@
 pub mod config;
 pub mod database;
 pub mod error;
+pub mod invariants;
 pub mod migrations;
 pub mod provision;
 pub mod roles;

@@ -1,0 +1,110 @@
+//! Catalog reads shared by the checks: the relations of the subject's schemas and what the
+//! runtime can do with them. Always read as the oracle (a superuser), about the runtime role.
+
+use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+use crate::invariants::Subject;
+
+/// A relation of the subject's schemas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    /// Schema-qualified, quoted where needed (`public.llm_api_calls`).
+    pub name: String,
+    /// `pg_class.relkind`: `r` table, `p` partitioned, `v` view, `m` materialized view, `f`
+    /// foreign table.
+    pub kind: char,
+    /// Whether it has the tenant column.
+    pub has_tenant_column: bool,
+    /// Row-level security enabled.
+    pub rls_enabled: bool,
+    /// Row-level security forced (the owner is filtered too).
+    pub rls_forced: bool,
+    /// The owner's role name.
+    pub owner: String,
+    /// Whether the runtime can SELECT from it.
+    pub runtime_can_select: bool,
+    /// Whether the runtime can INSERT into it.
+    pub runtime_can_insert: bool,
+    /// Whether the runtime can UPDATE it.
+    pub runtime_can_update: bool,
+    /// Whether the runtime can DELETE from it.
+    pub runtime_can_delete: bool,
+    /// Whether a view is declared `security_invoker` (PostgreSQL 15+).
+    pub security_invoker: bool,
+}
+
+impl Relation {
+    /// Whether the relation holds tenant data (it has the tenant column).
+    pub fn is_tenant_relation(&self) -> bool {
+        self.has_tenant_column
+    }
+
+    /// `table`, `partitioned table`, `view`, ... for reports.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            'r' => "table",
+            'p' => "partitioned table",
+            'v' => "view",
+            'm' => "materialized view",
+            'f' => "foreign table",
+            _ => "relation",
+        }
+    }
+}
+
+/// Every table, partitioned table, view, materialized view and foreign table of the subject's
+/// schemas, ordered by name, with what the runtime can do with each.
+///
+/// # Errors
+/// A database error when the catalog cannot be read.
+pub async fn relations(oracle: &Client, subject: &Subject) -> Result<Vec<Relation>> {
+    let rows = oracle
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname), c.relkind::text,
+                    EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = $2
+                              AND a.attnum > 0 AND NOT a.attisdropped),
+                    c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner)::text,
+                    r.rolname IS NOT NULL AND has_table_privilege(r.oid, c.oid, 'SELECT'),
+                    r.rolname IS NOT NULL AND has_table_privilege(r.oid, c.oid, 'INSERT'),
+                    r.rolname IS NOT NULL AND has_table_privilege(r.oid, c.oid, 'UPDATE'),
+                    r.rolname IS NOT NULL AND has_table_privilege(r.oid, c.oid, 'DELETE'),
+                    coalesce(c.reloptions::text[] && ARRAY['security_invoker=true', 'security_invoker=on', 'security_invoker=1'], false)
+             FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             LEFT JOIN pg_roles r ON r.rolname = $3
+             WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+             ORDER BY 1",
+            &[&subject.schemas, &subject.tenant_column, &subject.runtime_role],
+        )
+        .await
+        .map_err(|e| Error::database("reading the relations of the catalog", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| Relation {
+            name: r.get(0),
+            kind: r.get::<_, String>(1).chars().next().unwrap_or('?'),
+            has_tenant_column: r.get(2),
+            rls_enabled: r.get(3),
+            rls_forced: r.get(4),
+            owner: r.get(5),
+            runtime_can_select: r.get(6),
+            runtime_can_insert: r.get(7),
+            runtime_can_update: r.get(8),
+            runtime_can_delete: r.get(9),
+            security_invoker: r.get(10),
+        })
+        .collect())
+}
+
+/// The server's version number (`server_version_num`), e.g. 150012.
+///
+/// # Errors
+/// A database error when the setting cannot be read.
+pub async fn server_version_num(client: &Client) -> Result<i32> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| Error::database("reading server_version_num", e))?;
+    Ok(row.get(0))
+}

@@ -1,0 +1,1 @@
+//! `expected-outcome`: TODO.

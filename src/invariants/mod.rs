@@ -1,0 +1,467 @@
+//! The invariants of SYSTEM.md section 6, each in its own module under its stable id.
+//!
+//! A check produces [`Observation`]s: one per thing it looked at, each saying whether the
+//! invariant held there, was violated, or could not be decided (inconclusive). Findings are
+//! data, never `Err`: an `Err` from a check means the harness itself could not look.
+//!
+//! Three kinds of check:
+//! - **static** checks read the catalog as the oracle (the superuser) about the runtime role:
+//!   [`runtime_identity`], [`least_privilege`], [`rls_coverage`];
+//! - **probes** run as the runtime role over real login connections: [`runtime_lacks_ddl`],
+//!   [`tenant_isolation`], [`write_check`], [`no_context_closed`], [`context_hygiene`]. A probe
+//!   that ran as a role that bypasses row-level security is inconclusive, never "holds";
+//! - **history** checks compare what the executor saw with what the database holds:
+//!   [`dlq_completeness`], [`exactly_once`], [`atomicity`], [`rollup_consistency`],
+//!   [`expected_outcome`], [`durability`].
+//!
+//! Nothing here starts servers or renders evidence.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub mod atomicity;
+pub mod catalog;
+pub mod context_hygiene;
+pub mod dlq_completeness;
+pub mod durability;
+pub mod exactly_once;
+pub mod expected_outcome;
+pub mod least_privilege;
+pub mod no_context_closed;
+pub mod probe;
+pub mod rls_coverage;
+pub mod rollup_consistency;
+pub mod runtime_identity;
+pub mod runtime_lacks_ddl;
+pub mod subject;
+pub mod tenant_isolation;
+pub mod write_check;
+
+pub use probe::{Bypass, ProbeSession};
+pub use subject::{ExpectedPrivileges, Subject};
+
+/// The stable id of an invariant (SYSTEM.md section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InvariantId {
+    /// `tenant-isolation`
+    TenantIsolation,
+    /// `write-check`
+    WriteCheck,
+    /// `no-context-closed`
+    NoContextClosed,
+    /// `context-hygiene`
+    ContextHygiene,
+    /// `runtime-identity`
+    RuntimeIdentity,
+    /// `least-privilege`
+    LeastPrivilege,
+    /// `runtime-lacks-ddl`
+    RuntimeLacksDdl,
+    /// `rls-coverage`
+    RlsCoverage,
+    /// `dlq-completeness`
+    DlqCompleteness,
+    /// `exactly-once`
+    ExactlyOnce,
+    /// `atomicity`
+    Atomicity,
+    /// `rollup-consistency`
+    RollupConsistency,
+    /// `expected-outcome`
+    ExpectedOutcome,
+    /// `durability`
+    Durability,
+}
+
+impl InvariantId {
+    /// Every invariant, in the order of SYSTEM.md section 6.
+    pub const ALL: [InvariantId; 14] = [
+        Self::TenantIsolation,
+        Self::WriteCheck,
+        Self::NoContextClosed,
+        Self::ContextHygiene,
+        Self::RuntimeIdentity,
+        Self::LeastPrivilege,
+        Self::RuntimeLacksDdl,
+        Self::RlsCoverage,
+        Self::DlqCompleteness,
+        Self::ExactlyOnce,
+        Self::Atomicity,
+        Self::RollupConsistency,
+        Self::ExpectedOutcome,
+        Self::Durability,
+    ];
+
+    /// The stable id.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::TenantIsolation => "tenant-isolation",
+            Self::WriteCheck => "write-check",
+            Self::NoContextClosed => "no-context-closed",
+            Self::ContextHygiene => "context-hygiene",
+            Self::RuntimeIdentity => "runtime-identity",
+            Self::LeastPrivilege => "least-privilege",
+            Self::RuntimeLacksDdl => "runtime-lacks-ddl",
+            Self::RlsCoverage => "rls-coverage",
+            Self::DlqCompleteness => "dlq-completeness",
+            Self::ExactlyOnce => "exactly-once",
+            Self::Atomicity => "atomicity",
+            Self::RollupConsistency => "rollup-consistency",
+            Self::ExpectedOutcome => "expected-outcome",
+            Self::Durability => "durability",
+        }
+    }
+
+    /// The invariant's statement, as SYSTEM.md section 6 words it.
+    pub fn statement(self) -> &'static str {
+        match self {
+            Self::TenantIsolation => {
+                "in tenant X's context, every row visible in every tenant relation belongs to X; every row X committed is visible to X"
+            }
+            Self::WriteCheck => {
+                "as the runtime, inserting or updating a row into another tenant is rejected (42501); updating or deleting another tenant's rows affects 0 rows"
+            }
+            Self::NoContextClosed => {
+                "with no tenant context, tenant tables show no rows and accept no writes"
+            }
+            Self::ContextHygiene => {
+                "a pooled connection handed to the next task carries no tenant context (after success, error, rollback, cancellation)"
+            }
+            Self::RuntimeIdentity => {
+                "every worker connection (DLQ writer included) is the runtime role; migrations ran as the admin role"
+            }
+            Self::LeastPrivilege => {
+                "the runtime's effective privileges equal the declared matrix exactly"
+            }
+            Self::RuntimeLacksDdl => {
+                "as the runtime, every DDL and escalation probe fails"
+            }
+            Self::RlsCoverage => {
+                "every tenant table has RLS enabled and forced and policies that bind the tenant context; no permissive policy is trivially true; no readable view or materialized view bypasses RLS"
+            }
+            Self::DlqCompleteness => {
+                "every task whose final outcome is failure has exactly one DLQ row with the right task, tenant, error_type and retry count; no success has one"
+            }
+            Self::ExactlyOnce => {
+                "at most one audit row per (tenant, request_id, endpoint); replays and retries add nothing"
+            }
+            Self::Atomicity => "a failed task leaves no audit, job or rollup rows",
+            Self::RollupConsistency => {
+                "per (tenant, month): total_calls and total_cost_cents equal the count and sum of the tenant's audit rows in that UTC month, and model_breakdown sums to the totals"
+            }
+            Self::ExpectedOutcome => {
+                "every task the model expects to succeed commits exactly once; every task it expects to fail fails with the expected error class"
+            }
+            Self::Durability => {
+                "after injected crashes, kills and timeouts: every task seen to commit is there once; every failure is in the DLQ; an unknown commit resolves to exactly once"
+            }
+        }
+    }
+}
+
+impl fmt::Display for InvariantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+impl FromStr for InvariantId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|i| i.id() == s.trim())
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "unknown invariant '{s}'; the ids are: {}",
+                    Self::ALL.map(InvariantId::id).join(", ")
+                ))
+            })
+    }
+}
+
+/// What one check saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The invariant held where the check looked.
+    Holds,
+    /// The invariant was violated.
+    Violated,
+    /// The check could not decide (for example, it ran as a role that bypasses RLS).
+    Inconclusive,
+}
+
+impl Status {
+    /// The lower-case name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Holds => "holds",
+            Self::Violated => "violated",
+            Self::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One check of one invariant at one place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// The invariant checked.
+    pub invariant: InvariantId,
+    /// What the check saw.
+    pub status: Status,
+    /// The probe or check that looked (`READ`, `INS`, `catalog:relforcerowsecurity`, ...).
+    pub probe: String,
+    /// The relation (or other object) it looked at, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relation: Option<String>,
+    /// What was seen, in words; for a violation, what is wrong.
+    pub detail: String,
+    /// The SQLSTATE the statement ended with, when it raised one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+    /// The statement that exposed a violation, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
+}
+
+impl Observation {
+    /// An observation of `status` for `invariant` by `probe`.
+    pub fn new(
+        invariant: InvariantId,
+        status: Status,
+        probe: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            invariant,
+            status,
+            probe: probe.into(),
+            relation: None,
+            detail: detail.into(),
+            sqlstate: None,
+            statement: None,
+        }
+    }
+
+    /// The invariant held at `probe`.
+    pub fn holds(invariant: InvariantId, probe: impl Into<String>) -> Self {
+        Self::new(invariant, Status::Holds, probe, "")
+    }
+
+    /// The invariant was violated at `probe`.
+    pub fn violated(
+        invariant: InvariantId,
+        probe: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::new(invariant, Status::Violated, probe, detail)
+    }
+
+    /// The check at `probe` could not decide.
+    pub fn inconclusive(
+        invariant: InvariantId,
+        probe: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::new(invariant, Status::Inconclusive, probe, detail)
+    }
+
+    /// `holds` when `ok`, else violated with `detail`.
+    pub fn expect(
+        invariant: InvariantId,
+        ok: bool,
+        probe: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        if ok {
+            Self::holds(invariant, probe)
+        } else {
+            Self::violated(invariant, probe, detail)
+        }
+    }
+
+    /// The same observation, about `relation`.
+    pub fn on(mut self, relation: impl Into<String>) -> Self {
+        self.relation = Some(relation.into());
+        self
+    }
+
+    /// The same observation, with the SQLSTATE seen.
+    pub fn with_sqlstate(mut self, sqlstate: Option<String>) -> Self {
+        self.sqlstate = sqlstate;
+        self
+    }
+
+    /// The same observation, with the statement that exposed it.
+    pub fn with_statement(mut self, statement: impl Into<String>) -> Self {
+        self.statement = Some(statement.into());
+        self
+    }
+}
+
+impl fmt::Display for Observation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} [{}]", self.invariant, self.status, self.probe)?;
+        if let Some(r) = &self.relation {
+            write!(f, " on {r}")?;
+        }
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        if let Some(s) = &self.sqlstate {
+            write!(f, " (SQLSTATE {s})")?;
+        }
+        Ok(())
+    }
+}
+
+/// How many findings of each status the ledger keeps in full per invariant (the rest are
+/// counted).
+pub const KEPT_PER_INVARIANT: usize = 20;
+
+/// The verdict of one invariant over a whole run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Checks made.
+    pub checks: u64,
+    /// Checks that found a violation.
+    pub violations: u64,
+    /// Checks that could not decide.
+    pub inconclusive: u64,
+    /// The first violations, in full.
+    pub violation_samples: Vec<Observation>,
+    /// The first inconclusive checks, in full.
+    pub inconclusive_samples: Vec<Observation>,
+}
+
+impl Tally {
+    /// The invariant's status: violated if any check was, else inconclusive if any check was or
+    /// nothing was checked at all, else holds.
+    pub fn status(&self) -> Status {
+        if self.violations > 0 {
+            Status::Violated
+        } else if self.inconclusive > 0 || self.checks == 0 {
+            Status::Inconclusive
+        } else {
+            Status::Holds
+        }
+    }
+}
+
+/// Observations of a run, tallied per invariant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    tallies: BTreeMap<InvariantId, Tally>,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self {
+            tallies: InvariantId::ALL
+                .into_iter()
+                .map(|i| (i, Tally::default()))
+                .collect(),
+        }
+    }
+}
+
+impl Ledger {
+    /// Count `observation` against its invariant.
+    pub fn record(&mut self, observation: Observation) {
+        let tally = self.tallies.entry(observation.invariant).or_default();
+        tally.checks += 1;
+        match observation.status {
+            Status::Holds => {}
+            Status::Violated => {
+                tally.violations += 1;
+                if tally.violation_samples.len() < KEPT_PER_INVARIANT {
+                    tally.violation_samples.push(observation);
+                }
+            }
+            Status::Inconclusive => {
+                tally.inconclusive += 1;
+                if tally.inconclusive_samples.len() < KEPT_PER_INVARIANT {
+                    tally.inconclusive_samples.push(observation);
+                }
+            }
+        }
+    }
+
+    /// Count every observation of `observations`.
+    pub fn record_all(&mut self, observations: impl IntoIterator<Item = Observation>) {
+        for o in observations {
+            self.record(o);
+        }
+    }
+
+    /// The tally of `invariant`.
+    pub fn tally(&self, invariant: InvariantId) -> &Tally {
+        &self.tallies[&invariant]
+    }
+
+    /// Every invariant's tally, in the order of [`InvariantId::ALL`].
+    pub fn tallies(&self) -> impl Iterator<Item = (InvariantId, &Tally)> {
+        InvariantId::ALL.into_iter().map(|i| (i, &self.tallies[&i]))
+    }
+
+    /// The invariants violated so far.
+    pub fn violated(&self) -> Vec<InvariantId> {
+        self.tallies()
+            .filter(|(_, t)| t.violations > 0)
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+/// Whether any of `observations` is a violation.
+pub fn any_violated(observations: &[Observation]) -> bool {
+    observations.iter().any(|o| o.status == Status::Violated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_cover_section_6() {
+        assert_eq!(InvariantId::ALL.len(), 14);
+        for i in InvariantId::ALL {
+            assert_eq!(i.id().parse::<InvariantId>().unwrap(), i);
+            assert_eq!(
+                serde_json::to_value(i).unwrap(),
+                serde_json::json!(i.id()),
+                "serde uses the stable id"
+            );
+        }
+        assert!("nope".parse::<InvariantId>().is_err());
+    }
+
+    #[test]
+    fn a_tally_is_violated_over_inconclusive_over_holds_and_nothing_checked_is_inconclusive() {
+        let mut ledger = Ledger::default();
+        let id = InvariantId::WriteCheck;
+        assert_eq!(ledger.tally(id).status(), Status::Inconclusive);
+        ledger.record(Observation::holds(id, "INS"));
+        assert_eq!(ledger.tally(id).status(), Status::Holds);
+        ledger.record(Observation::inconclusive(id, "INS", "bypasses RLS"));
+        assert_eq!(ledger.tally(id).status(), Status::Inconclusive);
+        ledger.record(Observation::violated(id, "INS", "accepted"));
+        assert_eq!(ledger.tally(id).status(), Status::Violated);
+        assert_eq!(ledger.tally(id).checks, 3);
+        assert_eq!(ledger.violated(), vec![id]);
+    }
+}

@@ -1,0 +1,1 @@
+//! `no-context-closed`: TODO.

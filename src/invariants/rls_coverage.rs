@@ -1,0 +1,1 @@
+//! `rls-coverage`: TODO.

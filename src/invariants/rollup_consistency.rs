@@ -1,0 +1,1 @@
+//! `rollup-consistency`: TODO.

@@ -1,0 +1,109 @@
+//! The subject of the checks: who the runtime and admin roles are, how the tenant context is
+//! carried, and the runtime's declared privilege matrix.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::roles;
+use crate::system::TENANT_SETTING;
+
+/// What the checks need to know about the system under test.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    /// The runtime role every worker connection must log in as.
+    pub runtime_role: String,
+    /// The admin role that owns the schema and applies migrations.
+    pub admin_role: String,
+    /// The GUC that carries the tenant context.
+    pub tenant_setting: String,
+    /// The column that holds the tenant in every tenant relation.
+    pub tenant_column: String,
+    /// The schemas that hold the application's relations.
+    pub schemas: Vec<String>,
+    /// The runtime's declared privileges.
+    pub expected: ExpectedPrivileges,
+}
+
+impl Subject {
+    /// The built-in reference system (SYSTEM.md sections 1 and 4).
+    pub fn reference() -> Self {
+        Self {
+            runtime_role: roles::APP_USER.into(),
+            admin_role: roles::MIGRATION_OWNER.into(),
+            tenant_setting: TENANT_SETTING.into(),
+            tenant_column: "tenant_id".into(),
+            schemas: vec!["public".into()],
+            expected: ExpectedPrivileges::reference(),
+        }
+    }
+}
+
+/// The runtime's declared privilege matrix. Objects are schema-qualified (`public.tenants`);
+/// privileges are upper case, as `has_*_privilege` names them. An object not listed is
+/// expected to grant nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectedPrivileges {
+    /// Tables, views and materialized views: SELECT, INSERT, UPDATE, DELETE, TRUNCATE,
+    /// REFERENCES, TRIGGER.
+    pub relations: BTreeMap<String, BTreeSet<String>>,
+    /// Sequences: USAGE, SELECT, UPDATE.
+    pub sequences: BTreeMap<String, BTreeSet<String>>,
+    /// Functions and procedures by `regprocedure` text (`public.f(uuid)`): EXECUTE.
+    pub functions: BTreeMap<String, BTreeSet<String>>,
+    /// Schemas: USAGE, CREATE.
+    pub schemas: BTreeMap<String, BTreeSet<String>>,
+    /// The database: CONNECT, CREATE, TEMPORARY.
+    pub database: BTreeSet<String>,
+    /// Roles the runtime is a member of (directly or not), hence may `SET ROLE` to.
+    pub memberships: BTreeSet<String>,
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+impl ExpectedPrivileges {
+    /// SYSTEM.md section 4.
+    pub fn reference() -> Self {
+        let relations = [
+            ("public.llm_api_calls", &["SELECT", "INSERT"][..]),
+            ("public.llm_monthly_costs", &["SELECT", "INSERT", "UPDATE"][..]),
+            ("public.investigations", &["SELECT", "INSERT"][..]),
+            ("public.budget_optimization_jobs", &["SELECT", "INSERT"][..]),
+            ("public.worker_failed_jobs", &["SELECT", "INSERT"][..]),
+        ]
+        .into_iter()
+        .map(|(r, p)| (r.to_string(), set(p)))
+        .collect();
+        Self {
+            relations,
+            sequences: BTreeMap::new(),
+            functions: BTreeMap::new(),
+            schemas: [("public".to_string(), set(&["USAGE"]))].into(),
+            database: set(&["CONNECT"]),
+            memberships: set(&[roles::APP_RW, roles::APP_RO]),
+        }
+    }
+
+    /// The privileges expected on relation `name` (schema-qualified).
+    pub fn on_relation(&self, name: &str) -> BTreeSet<String> {
+        self.relations.get(name).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reference_grants_nothing_on_tenants_and_no_delete_anywhere() {
+        let e = ExpectedPrivileges::reference();
+        assert!(e.on_relation("public.tenants").is_empty());
+        assert!(e.relations.values().all(|p| !p.contains("DELETE")));
+        assert_eq!(
+            e.on_relation("public.llm_monthly_costs"),
+            set(&["INSERT", "SELECT", "UPDATE"])
+        );
+    }
+}
