@@ -42,12 +42,20 @@
 pub mod config;
 pub mod database;
 pub mod error;
+pub mod evidence;
+pub mod executor;
+pub mod faults;
+pub mod history;
 pub mod invariants;
 pub mod migrations;
 pub mod provision;
+pub mod report;
 pub mod roles;
+pub mod runner;
 pub mod setup;
 pub mod system;
+pub mod target;
+pub mod workload;
 
 pub use config::{BackendChoice, ImageRef, KeepPolicy, Settings};
 pub use database::Database;

@@ -1,11 +1,16 @@
 //! The `rlsgate` command line: a thin layer over the library.
 use std::process::ExitCode;
 
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use rlsgate::roles;
+use clap::{Args, Parser, Subcommand};
+use rlsgate::report::Report;
+use rlsgate::runner::{self, CampaignOptions, Progress};
 use rlsgate::system::Variant;
-use rlsgate::{BackendChoice, Role, Server, Settings};
+use rlsgate::{BackendChoice, Settings};
 
 /// Prove that a multi-tenant PostgreSQL persistence layer keeps tenants apart, records every
 /// failure, and runs with least privilege.
@@ -16,10 +21,26 @@ struct Cli {
     command: Command,
 }
 
+/// Options of a campaign, shared by `run` and `check`.
+#[derive(Args, Debug, Clone)]
+struct CampaignArgs {
+    /// Cases to generate (shrinking a failure runs more).
+    #[arg(long, default_value_t = runner::DEFAULT_CASES)]
+    cases: u32,
+    /// Seed of the workload generator; the same seed replays the same workloads.
+    #[arg(long, default_value_t = runner::DEFAULT_SEED)]
+    seed: u64,
+    /// Where report.json goes.
+    #[arg(long, default_value = "target/rlsgate")]
+    out: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Provision PostgreSQL, apply the reference migrations as migration_owner, and verify the
-    /// runtime identity against the built-in system.
+    /// Run a property-based campaign against the built-in system (optionally with broken
+    /// variants): random multi-tenant workloads with faults, every invariant checked after each
+    /// case. Exit 0 when every invariant holds, 1 when one is violated or inconclusive, 2 when
+    /// the harness failed.
     Run {
         /// auto, container, local or external (default: RLSGATE_BACKEND, else auto).
         #[arg(long)]
@@ -30,6 +51,25 @@ enum Command {
         /// Superuser URL of an existing server; implies --backend external.
         #[arg(long)]
         database_url: Option<String>,
+        /// A broken variant to switch on (repeatable); `rlsgate variants` lists them.
+        #[arg(long = "variant")]
+        variants: Vec<String>,
+        #[command(flatten)]
+        campaign: CampaignArgs,
+    },
+    /// Check an existing database that holds the reference schema (as `rlsgate setup` makes
+    /// it): the same invariants, with fresh tenants of its own that it removes at the end. It
+    /// never changes the schema or roles.
+    Check {
+        /// Superuser URL of the database to check.
+        #[arg(long)]
+        database_url: String,
+        /// The runtime's login URL (postgres://app_user:PASSWORD@HOST/DB); without it every
+        /// probe is inconclusive.
+        #[arg(long)]
+        runtime_url: Option<String>,
+        #[command(flatten)]
+        campaign: CampaignArgs,
     },
     /// Stand the reference system up in a server of your own: create the roles and the database
     /// named in the URL (if missing) and apply the migrations as migration_owner. Idempotent.
@@ -38,6 +78,16 @@ enum Command {
         /// postgres://postgres:secret@localhost:5432/llm_audit
         #[arg(long)]
         database_url: String,
+    },
+    /// Render evidence.md and junit.xml again from a saved report.json (into the report's
+    /// directory unless --out says otherwise).
+    Evidence {
+        /// The report.json a run or check wrote.
+        #[arg(long)]
+        from: PathBuf,
+        /// Where to write; default: beside the report.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Remove servers and containers left by killed runs and those kept for post-mortem.
     Clean,
@@ -57,8 +107,16 @@ fn main() -> ExitCode {
                 backend,
                 image,
                 database_url,
-            } => run(backend, image, database_url).await,
+                variants,
+                campaign,
+            } => run(backend, image, database_url, variants, campaign).await,
+            Command::Check {
+                database_url,
+                runtime_url,
+                campaign,
+            } => check(&database_url, runtime_url.as_deref(), campaign).await,
             Command::Setup { database_url } => setup(&database_url).await,
+            Command::Evidence { from, out } => evidence(&from, out.as_deref()),
             Command::Clean => clean().await,
             Command::Variants => {
                 for v in Variant::ALL {
@@ -96,71 +154,103 @@ fn settings(
     Ok(settings)
 }
 
+fn options(args: &CampaignArgs, variants: &[String]) -> anyhow::Result<CampaignOptions> {
+    let variants = variants
+        .iter()
+        .map(|v| v.parse::<Variant>())
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    if args.cases == 0 {
+        anyhow::bail!("--cases must be at least 1");
+    }
+    Ok(CampaignOptions {
+        cases: args.cases,
+        seed: args.seed,
+        variants,
+        progress: if std::io::stderr().is_terminal() {
+            Progress::Terminal
+        } else {
+            Progress::Lines
+        },
+        ..CampaignOptions::default()
+    })
+}
+
 async fn run(
     backend: Option<String>,
     image: Option<String>,
     url: Option<String>,
+    variants: Vec<String>,
+    args: CampaignArgs,
 ) -> anyhow::Result<ExitCode> {
     let settings = settings(backend, image, url)?;
-    let started = std::time::Instant::now();
-    let server = Server::start(&settings).await?;
+    let options = options(&args, &variants)?;
     eprintln!(
-        "rlsgate: server {} ready in {:.2?}",
-        server.version().await?,
-        started.elapsed()
+        "rlsgate: campaign of {} cases, seed {}{}",
+        options.cases,
+        options.seed,
+        if variants.is_empty() {
+            String::new()
+        } else {
+            format!(", variants: {}", variants.join(", "))
+        }
     );
-    let db = server.fresh_database().await?;
-    eprintln!(
-        "rlsgate: migrated the template as migration_owner and cloned it into {}",
-        db.name()
-    );
-    let runtime = db.connect(Role::Runtime).await?;
-    let row = runtime
-        .query_one(
-            "SELECT current_user::text, r.rolsuper, r.rolbypassrls FROM pg_roles r WHERE r.rolname = current_user",
-            &[],
-        )
-        .await?;
-    let (user, is_super, bypass): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
-    let admin = db.connect(Role::MigrationOwner).await?;
-    let foreign_owned: Vec<String> = admin
-        .query(
-            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = 'public' AND c.relkind IN ('r','p','v','m','S')
-               AND pg_get_userbyid(c.relowner) <> 'migration_owner' ORDER BY 1",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let applied = rlsgate::migrations::applied_by(&admin).await?;
-    let checks = [
-        ("runtime connection is app_user", user == roles::APP_USER),
-        (
-            "runtime is neither superuser nor BYPASSRLS",
-            !is_super && !bypass,
-        ),
-        (
-            "every relation is owned by migration_owner",
-            foreign_owned.is_empty(),
-        ),
-        (
-            "every migration was applied by migration_owner",
-            !applied.is_empty() && applied.values().all(|r| r == roles::MIGRATION_OWNER),
-        ),
-    ];
-    let mut all = true;
-    for (what, ok) in checks {
-        println!("{:<6} {what}", if ok { "holds" } else { "FAILS" });
-        all &= ok;
+    let report = runner::run(&settings, &options).await?;
+    finish(&report, &args.out)
+}
+
+async fn check(
+    url: &str,
+    runtime_url: Option<&str>,
+    args: CampaignArgs,
+) -> anyhow::Result<ExitCode> {
+    let options = options(&args, &[])?;
+    let report = runner::check(url, runtime_url, &options).await?;
+    finish(&report, &args.out)
+}
+
+/// Print the verdict table and the counterexample, write report.json, evidence.md and
+/// junit.xml, and exit by the verdict.
+fn finish(report: &Report, out: &Path) -> anyhow::Result<ExitCode> {
+    let written = rlsgate::evidence::write(report, out)?;
+    print!("{}", report.verdict_table());
+    if let Some(c) = &report.counterexample {
+        println!("\nminimal counterexample:\n{}", c.transcript);
     }
-    println!("verdict: {}", if all { "pass" } else { "fail" });
-    Ok(if all {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    let p = &report.performance;
+    let shrinking = report.shrink_runs;
+    println!(
+        "\n{} cases run{}, {} tasks in {:.1} s of cases: {:.0} tasks/s, {:.1} cases/s; server ready in {:.2} s; {:.1} s in total",
+        report.cases_run,
+        if shrinking > 0 {
+            format!(" and {shrinking} more while shrinking")
+        } else {
+            String::new()
+        },
+        report.tasks.total,
+        p.cases_ms as f64 / 1000.0,
+        p.tasks_per_second,
+        p.cases_per_second,
+        p.server_ready_ms as f64 / 1000.0,
+        p.elapsed_ms as f64 / 1000.0
+    );
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    println!("reproduce: {}", report.reproduce);
+    println!("verdict: {}", report.verdict.as_str());
+    Ok(ExitCode::from(report.verdict.exit_code()))
+}
+
+fn evidence(from: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let report = rlsgate::evidence::read(from)?;
+    let dir = match out {
+        Some(d) => d.to_path_buf(),
+        None => from.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    for path in rlsgate::evidence::write(&report, &dir)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn setup(url: &str) -> anyhow::Result<ExitCode> {

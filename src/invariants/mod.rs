@@ -31,6 +31,7 @@ pub mod dlq_completeness;
 pub mod durability;
 pub mod exactly_once;
 pub mod expected_outcome;
+pub mod identity;
 pub mod least_privilege;
 pub mod no_context_closed;
 pub mod probe;
@@ -40,10 +41,12 @@ pub mod runtime_identity;
 pub mod runtime_lacks_ddl;
 pub mod subject;
 pub mod tenant_isolation;
+pub mod truth;
 pub mod write_check;
 
 pub use probe::{Bypass, ProbeSession};
 pub use subject::{ExpectedPrivileges, Subject};
+pub use truth::Truth;
 
 /// The stable id of an invariant (SYSTEM.md section 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -139,9 +142,7 @@ impl InvariantId {
             Self::LeastPrivilege => {
                 "the runtime's effective privileges equal the declared matrix exactly"
             }
-            Self::RuntimeLacksDdl => {
-                "as the runtime, every DDL and escalation probe fails"
-            }
+            Self::RuntimeLacksDdl => "as the runtime, every DDL and escalation probe fails",
             Self::RlsCoverage => {
                 "every tenant table has RLS enabled and forced and policies that bind the tenant context; no permissive policy is trivially true; no readable view or materialized view bypasses RLS"
             }
@@ -427,6 +428,51 @@ impl Ledger {
     }
 }
 
+/// One executed case, as the history checks see it: the plan, what the executor saw, and what
+/// the database holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Case<'a> {
+    /// The plan that ran.
+    pub plan: &'a crate::workload::Plan,
+    /// What the executor saw.
+    pub history: &'a crate::history::History,
+    /// What the database holds.
+    pub truth: &'a Truth,
+}
+
+impl Case<'_> {
+    /// `message 3 (tenant A, app.tasks.llm.route)`, for findings.
+    pub fn describe(&self, m: usize) -> String {
+        let msg = &self.plan.messages[m];
+        format!(
+            "message {m} (tenant {}, {})",
+            self.plan.tenant_label_of(m),
+            msg.task_name
+        )
+    }
+
+    /// The label of tenant `id` in this case, or its UUID when it is not one of the case's.
+    pub fn tenant_label(&self, id: uuid::Uuid) -> String {
+        self.plan
+            .tenants
+            .iter()
+            .position(|(_, t)| *t == Some(id))
+            .map_or_else(|| id.to_string(), crate::workload::tenant_label)
+    }
+
+    /// Every history check of this case.
+    pub fn check_history(&self) -> Vec<Observation> {
+        let mut all = Vec::new();
+        all.extend(dlq_completeness::check(self));
+        all.extend(exactly_once::check(self));
+        all.extend(atomicity::check(self));
+        all.extend(rollup_consistency::check(self));
+        all.extend(expected_outcome::check(self));
+        all.extend(durability::check(self));
+        all
+    }
+}
+
 /// Whether any of `observations` is a violation.
 pub fn any_violated(observations: &[Observation]) -> bool {
     observations.iter().any(|o| o.status == Status::Violated)
@@ -463,5 +509,230 @@ mod tests {
         assert_eq!(ledger.tally(id).status(), Status::Violated);
         assert_eq!(ledger.tally(id).checks, 3);
         assert_eq!(ledger.violated(), vec![id]);
+    }
+}
+
+#[cfg(test)]
+mod history_checks {
+    //! Both polarities of every history check on hand-made histories: no database needed.
+    use uuid::Uuid;
+
+    use super::truth::{CallRow, DlqRow, JobRow, RollupRow};
+    use super::*;
+    use crate::history::{DeliveryRecord, History};
+    use crate::system::{ErrorClass, Failure, Outcome, TaskName};
+    use crate::workload::{MessageSpec, Plan, Step, TenantSpec, Workload};
+
+    fn plan() -> Plan {
+        let msg = |tenant, task| MessageSpec {
+            tenant,
+            task,
+            correlation: 0,
+            request: None,
+            fail_after_claim: false,
+            dlq_write_failures: 0,
+        };
+        Workload {
+            tenants: vec![
+                TenantSpec::Existing,
+                TenantSpec::Existing,
+                TenantSpec::Malformed { raw: "x".into() },
+            ],
+            messages: vec![msg(0, TaskName::Investigation), msg(2, TaskName::Route)],
+            steps: vec![Step {
+                deliveries: vec![0, 1, 0],
+                fault: None,
+            }],
+            concurrency: 2,
+        }
+        .plan(Uuid::from_u128(1))
+    }
+
+    const CALL: Uuid = Uuid::from_u128(10);
+    const JOB: Uuid = Uuid::from_u128(11);
+
+    fn history(plan: &Plan) -> History {
+        let failed = Outcome::FailedRecorded {
+            dlq_id: plan.messages[1].dlq_id(),
+            failure: Failure::new(ErrorClass::Validation, "validate", "bad tenant"),
+            retries: 0,
+        };
+        let outcomes = [
+            Outcome::Committed {
+                call_id: CALL,
+                job_id: Some(JOB),
+                attempts: 1,
+            },
+            failed,
+            Outcome::Replayed { call_id: CALL },
+        ];
+        History {
+            deliveries: outcomes
+                .into_iter()
+                .enumerate()
+                .map(|(position, outcome)| DeliveryRecord {
+                    step: 0,
+                    position,
+                    message: plan.steps[0].0[position],
+                    outcome,
+                    redelivered: None,
+                })
+                .collect(),
+            ..History::default()
+        }
+    }
+
+    fn truth(plan: &Plan) -> Truth {
+        let a = plan.tenants[0].1.unwrap();
+        let (_, request_id, task) = plan.claim_key(0).unwrap();
+        Truth {
+            calls: vec![CallRow {
+                id: CALL,
+                tenant: a,
+                request_id,
+                endpoint: task.as_str().into(),
+                month: "2026-11-01".into(),
+                cost_cents: 0,
+            }],
+            jobs: vec![JobRow {
+                table: "investigations".into(),
+                id: JOB,
+                tenant: a,
+            }],
+            rollups: vec![RollupRow {
+                tenant: a,
+                month: "2026-11-01".into(),
+                total_calls: 1,
+                total_cost_cents: 0,
+                breakdown_calls: 1,
+                breakdown_cost_cents: 0,
+            }],
+            dlq: vec![DlqRow {
+                id: plan.messages[1].dlq_id(),
+                task_id: plan.messages[1].task_id.clone(),
+                task_name: TaskName::Route.as_str().into(),
+                tenant: None,
+                error_type: "validation_error".into(),
+                retry_count: 0,
+            }],
+        }
+    }
+
+    fn violated(plan: &Plan, history: &History, truth: &Truth) -> Vec<InvariantId> {
+        let case = Case {
+            plan,
+            history,
+            truth,
+        };
+        let mut ids: Vec<InvariantId> = case
+            .check_history()
+            .into_iter()
+            .filter(|o| o.status == Status::Violated)
+            .map(|o| o.invariant)
+            .collect();
+        ids.dedup();
+        ids
+    }
+
+    #[test]
+    fn a_consistent_history_holds_every_history_invariant() {
+        let p = plan();
+        assert_eq!(violated(&p, &history(&p), &truth(&p)), vec![]);
+    }
+
+    #[test]
+    fn a_recorded_failure_without_its_dlq_row_violates_dlq_completeness() {
+        let p = plan();
+        let mut t = truth(&p);
+        t.dlq.clear();
+        assert!(violated(&p, &history(&p), &t).contains(&InvariantId::DlqCompleteness));
+    }
+
+    #[test]
+    fn a_dlq_row_with_the_wrong_class_violates_dlq_completeness() {
+        let p = plan();
+        let mut t = truth(&p);
+        t.dlq[0].error_type = "database_error".into();
+        assert_eq!(
+            violated(&p, &history(&p), &t),
+            vec![InvariantId::DlqCompleteness]
+        );
+    }
+
+    #[test]
+    fn a_duplicate_delivery_that_commits_again_violates_exactly_once() {
+        let p = plan();
+        let mut h = history(&p);
+        h.deliveries[2].outcome = Outcome::Committed {
+            call_id: Uuid::from_u128(12),
+            job_id: None,
+            attempts: 1,
+        };
+        let ids = violated(&p, &h, &truth(&p));
+        assert!(ids.contains(&InvariantId::ExactlyOnce), "{ids:?}");
+        assert!(ids.contains(&InvariantId::ExpectedOutcome), "{ids:?}");
+    }
+
+    #[test]
+    fn an_audit_row_of_no_committed_task_violates_atomicity() {
+        let p = plan();
+        let mut t = truth(&p);
+        let mut orphan = t.calls[0].clone();
+        orphan.id = Uuid::from_u128(13);
+        orphan.request_id = "left-by-a-failure".into();
+        t.calls.push(orphan);
+        let ids = violated(&p, &history(&p), &t);
+        assert!(ids.contains(&InvariantId::Atomicity), "{ids:?}");
+        assert!(ids.contains(&InvariantId::RollupConsistency), "{ids:?}");
+    }
+
+    #[test]
+    fn a_lost_increment_violates_rollup_consistency() {
+        let p = plan();
+        let mut t = truth(&p);
+        t.rollups[0].total_calls = 0;
+        t.rollups[0].breakdown_calls = 0;
+        assert_eq!(
+            violated(&p, &history(&p), &t),
+            vec![InvariantId::RollupConsistency]
+        );
+    }
+
+    #[test]
+    fn a_valid_task_that_fails_violates_expected_outcome() {
+        let p = plan();
+        let mut h = history(&p);
+        h.deliveries[0].outcome = Outcome::FailedRecorded {
+            dlq_id: p.messages[0].dlq_id(),
+            failure: Failure::new(ErrorClass::Database, "claim", "permission denied"),
+            retries: 3,
+        };
+        assert!(violated(&p, &h, &truth(&p)).contains(&InvariantId::ExpectedOutcome));
+    }
+
+    #[test]
+    fn an_acknowledged_commit_missing_after_a_crash_violates_durability() {
+        let p = plan();
+        let mut t = truth(&p);
+        t.calls.clear();
+        t.jobs.clear();
+        t.rollups.clear();
+        assert!(violated(&p, &history(&p), &t).contains(&InvariantId::Durability));
+    }
+
+    #[test]
+    fn an_unknown_outcome_must_resolve_to_exactly_one_row() {
+        let p = plan();
+        let mut h = history(&p);
+        h.deliveries[0].outcome = Outcome::Unknown {
+            detail: "connection lost during COMMIT".into(),
+        };
+        h.deliveries[0].redelivered = Some(Outcome::Replayed { call_id: CALL });
+        h.deliveries[2].outcome = Outcome::Replayed { call_id: CALL };
+        // Resolved: the unknown delivery committed after all, and its redelivery replayed.
+        assert_eq!(violated(&p, &h, &truth(&p)), vec![]);
+        let mut t = truth(&p);
+        t.calls.clear();
+        assert!(violated(&p, &h, &t).contains(&InvariantId::Durability));
     }
 }

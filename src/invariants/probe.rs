@@ -117,3 +117,134 @@ impl ProbeSession {
         }
     }
 }
+
+/// How a probe statement ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probed {
+    /// It ran and affected (or returned) this many rows.
+    Rows(u64),
+    /// It raised an error with this SQLSTATE (None when the connection failed).
+    Error(Option<String>, String),
+}
+
+impl Probed {
+    /// The SQLSTATE, when the statement raised one.
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            Self::Error(s, _) => s.clone(),
+            Self::Rows(_) => None,
+        }
+    }
+}
+
+/// Run `sql` inside a savepoint of `tx` (rolled back whatever happens), returning the rows it
+/// affected or the error it raised.
+///
+/// # Errors
+/// A database error when the savepoint itself cannot be made or rolled back.
+pub async fn probe_statement(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Probed> {
+    tx.batch_execute("SAVEPOINT rlsgate_probe")
+        .await
+        .map_err(|e| Error::database("making a probe savepoint", e))?;
+    let result = match tx.execute(sql, params).await {
+        Ok(n) => Probed::Rows(n),
+        Err(e) => Probed::Error(
+            e.code().map(|c| c.code().to_string()),
+            crate::error::describe_db_error(&e),
+        ),
+    };
+    tx.batch_execute("ROLLBACK TO SAVEPOINT rlsgate_probe")
+        .await
+        .map_err(|e| Error::database("rolling a probe back", e))?;
+    Ok(result)
+}
+
+/// Run a counting query `sql` (one row, one bigint column) in a savepoint of `tx`.
+///
+/// # Errors
+/// As [`probe_statement`].
+pub async fn probe_count(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<std::result::Result<Vec<i64>, Probed>> {
+    tx.batch_execute("SAVEPOINT rlsgate_probe")
+        .await
+        .map_err(|e| Error::database("making a probe savepoint", e))?;
+    let result = match tx.query_one(sql, params).await {
+        Ok(row) => Ok((0..row.len()).map(|i| row.get::<_, i64>(i)).collect()),
+        Err(e) => Err(Probed::Error(
+            e.code().map(|c| c.code().to_string()),
+            crate::error::describe_db_error(&e),
+        )),
+    };
+    tx.batch_execute("ROLLBACK TO SAVEPOINT rlsgate_probe")
+        .await
+        .map_err(|e| Error::database("rolling a probe back", e))?;
+    Ok(result)
+}
+
+/// Set the tenant context transaction-locally in `tx`.
+///
+/// # Errors
+/// A database error when `set_config` fails.
+pub async fn set_context(
+    tx: &tokio_postgres::Transaction<'_>,
+    subject: &Subject,
+    tenant: &str,
+) -> Result<()> {
+    tx.execute(
+        "SELECT set_config($1, $2, true)",
+        &[&subject.tenant_setting, &tenant],
+    )
+    .await
+    .map(drop)
+    .map_err(|e| Error::database("setting the tenant context for a probe", e))
+}
+
+/// One row of `tenant` in `relation`, as the oracle reads it: its JSON (to re-insert a copy)
+/// and its text form (to address it with `WHERE t::text = ...`).
+///
+/// # Errors
+/// A database error when the read fails.
+pub async fn sample_row(
+    oracle: &Client,
+    relation: &str,
+    subject: &Subject,
+    tenant: &str,
+) -> Result<Option<(String, String)>> {
+    let sql = format!(
+        "SELECT row_to_json(t)::text, t::text FROM {relation} t WHERE {}::text = $1 LIMIT 1",
+        crate::roles::quote_ident(&subject.tenant_column)
+    );
+    let row = oracle
+        .query_opt(&sql, &[&tenant])
+        .await
+        .map_err(|e| Error::database(format!("sampling a row of {relation}"), e))?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// Rows of `tenant` in `relation`, counted by the oracle.
+///
+/// # Errors
+/// A database error when the count fails.
+pub async fn oracle_count(
+    oracle: &Client,
+    relation: &str,
+    subject: &Subject,
+    tenant: &str,
+) -> Result<i64> {
+    let sql = format!(
+        "SELECT count(*) FROM {relation} WHERE {}::text = $1",
+        crate::roles::quote_ident(&subject.tenant_column)
+    );
+    Ok(oracle
+        .query_one(&sql, &[&tenant])
+        .await
+        .map_err(|e| Error::database(format!("counting rows of {relation}"), e))?
+        .get(0))
+}

@@ -68,7 +68,10 @@ impl ExpectedPrivileges {
     pub fn reference() -> Self {
         let relations = [
             ("public.llm_api_calls", &["SELECT", "INSERT"][..]),
-            ("public.llm_monthly_costs", &["SELECT", "INSERT", "UPDATE"][..]),
+            (
+                "public.llm_monthly_costs",
+                &["SELECT", "INSERT", "UPDATE"][..],
+            ),
             ("public.investigations", &["SELECT", "INSERT"][..]),
             ("public.budget_optimization_jobs", &["SELECT", "INSERT"][..]),
             ("public.worker_failed_jobs", &["SELECT", "INSERT"][..]),

@@ -78,8 +78,14 @@ impl FromStr for TaskName {
 pub struct TaskFaults {
     /// Raise an application error after the claim (the whole transaction must roll back).
     pub fail_after_claim: bool,
-    /// Make every DLQ write attempt for this task fail.
-    pub fail_dlq_write: bool,
+    /// How many DLQ write attempts for this task fail (a fault in the DLQ write path); the
+    /// worker makes [`DLQ_ATTEMPTS`](crate::system::worker::DLQ_ATTEMPTS) attempts, so a value
+    /// below that is a transient fault the worker must ride out.
+    pub dlq_write_failures: u32,
+    /// A `lock_timeout` for this task's transactions, in milliseconds.
+    pub lock_timeout_ms: Option<u32>,
+    /// A `statement_timeout` for this task's transactions, in milliseconds.
+    pub statement_timeout_ms: Option<u32>,
 }
 
 /// One task message, as a queue would deliver it. The tenant id is the raw envelope value: it

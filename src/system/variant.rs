@@ -36,11 +36,19 @@ pub enum Variant {
     WithCheckTrue,
     /// `app_user` has no privilege on `llm_api_calls` (the seed's H-P4-BLOCK-1).
     MissingGrant,
+    /// The tenant policies fail open: `coalesce(<context>, tenant_id)` matches every row when
+    /// no context is set.
+    FailOpenContext,
+    /// The claim commits in a transaction of its own before the rest of the task: a failure
+    /// after the claim leaves the audit row behind.
+    ClaimCommittedEarly,
+    /// The worker commits with `synchronous_commit = off`: a crash loses acknowledged commits.
+    AsyncCommit,
 }
 
 impl Variant {
     /// Every variant, in a stable order.
-    pub const ALL: [Variant; 10] = [
+    pub const ALL: [Variant; 13] = [
         Self::SessionContext,
         Self::DlqInFailedTransaction,
         Self::DlqWithoutContext,
@@ -51,6 +59,9 @@ impl Variant {
         Self::RlsNotForcedRuntimeOwner,
         Self::WithCheckTrue,
         Self::MissingGrant,
+        Self::FailOpenContext,
+        Self::ClaimCommittedEarly,
+        Self::AsyncCommit,
     ];
 
     /// The variant's name on the command line.
@@ -66,6 +77,9 @@ impl Variant {
             Self::RlsNotForcedRuntimeOwner => "rls-not-forced-runtime-owner",
             Self::WithCheckTrue => "with-check-true",
             Self::MissingGrant => "missing-grant",
+            Self::FailOpenContext => "fail-open-context",
+            Self::ClaimCommittedEarly => "claim-committed-early",
+            Self::AsyncCommit => "async-commit",
         }
     }
 
@@ -96,6 +110,15 @@ impl Variant {
             }
             Self::WithCheckTrue => "tenant policies accept any write: WITH CHECK (true)",
             Self::MissingGrant => "app_user holds no privilege on llm_api_calls (H-P4-BLOCK-1)",
+            Self::FailOpenContext => {
+                "tenant policies fail open: with no context, coalesce(context, tenant_id) matches every row"
+            }
+            Self::ClaimCommittedEarly => {
+                "the claim commits before the rest of the task; a later failure leaves the audit row"
+            }
+            Self::AsyncCommit => {
+                "the worker commits with synchronous_commit = off; a crash loses acknowledged commits"
+            }
         }
     }
 
@@ -130,6 +153,16 @@ impl Variant {
                  ALTER POLICY tenant_isolation ON budget_optimization_jobs WITH CHECK (true);"
             }
             Self::MissingGrant => "REVOKE ALL ON llm_api_calls FROM app_rw, app_ro, app_user;",
+            Self::FailOpenContext => {
+                "ALTER POLICY tenant_isolation ON llm_api_calls
+                   USING (tenant_id = coalesce(nullif(current_setting('app.current_tenant_id', true), '')::uuid, tenant_id));
+                 ALTER POLICY tenant_isolation ON llm_monthly_costs
+                   USING (tenant_id = coalesce(nullif(current_setting('app.current_tenant_id', true), '')::uuid, tenant_id));
+                 ALTER POLICY tenant_isolation ON investigations
+                   USING (tenant_id = coalesce(nullif(current_setting('app.current_tenant_id', true), '')::uuid, tenant_id));
+                 ALTER POLICY tenant_isolation ON budget_optimization_jobs
+                   USING (tenant_id = coalesce(nullif(current_setting('app.current_tenant_id', true), '')::uuid, tenant_id));"
+            }
             _ => "",
         }
     }

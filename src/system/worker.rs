@@ -84,13 +84,27 @@ impl Worker {
     /// # Errors
     /// As [`Database::config`], or a provisioning error when the pool cannot be built.
     pub async fn connect(db: &Database, config: WorkerConfig) -> Result<Self> {
-        let role = if config.variants.contains(&Variant::WorkerAsOwner) {
+        let login = db.config(Self::role_for(&config)).await?;
+        Self::connect_with(login, config)
+    }
+
+    /// The role a worker with `config` logs in as: `app_user`, or `migration_owner` under the
+    /// [`Variant::WorkerAsOwner`] variant.
+    pub fn role_for(config: &WorkerConfig) -> Role {
+        if config.variants.contains(&Variant::WorkerAsOwner) {
             Role::MigrationOwner
         } else {
             Role::Runtime
-        };
+        }
+    }
+
+    /// A worker whose pool logs in with `login` (the caller chose the role).
+    ///
+    /// # Errors
+    /// A provisioning error when the pool cannot be built.
+    pub fn connect_with(login: tokio_postgres::Config, config: WorkerConfig) -> Result<Self> {
         let manager = Manager::from_config(
-            db.config(role).await?,
+            login,
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -127,6 +141,15 @@ impl Worker {
         let mut attempt = 0;
         loop {
             match self.attempt(task).await {
+                Ok(Outcome::Committed {
+                    call_id, job_id, ..
+                }) => {
+                    return Outcome::Committed {
+                        call_id,
+                        job_id,
+                        attempts: attempt + 1,
+                    };
+                }
                 Ok(outcome) => return outcome,
                 Err(failure) => {
                     trace.push(format!("attempt {}: {failure}", attempt + 1));
@@ -155,12 +178,25 @@ impl Worker {
             .await
             .map_err(|e| Failure::from_db("begin", &e))?;
         let transaction_local = !self.has(Variant::SessionContext);
+        // The tenant context, and the task id as application_name (so operators, and the fault
+        // injector, can tell which task a backend runs), both transaction-local.
         tx.execute(
-            "SELECT set_config($1, $2, $3)",
-            &[&TENANT_SETTING, &tenant.to_string(), &transaction_local],
+            "SELECT set_config($1, $2, $3), set_config('application_name', left($4, 63), true)",
+            &[
+                &TENANT_SETTING,
+                &tenant.to_string(),
+                &transaction_local,
+                &task.task_id,
+            ],
         )
         .await
         .map_err(|e| Failure::from_db("set tenant context", &e))?;
+        set_timeouts(&tx, &task.faults).await?;
+        if self.has(Variant::AsyncCommit) {
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await
+                .map_err(|e| Failure::from_db("set synchronous_commit", &e))?;
+        }
         let request_id = if self.has(Variant::RequestIdPerAttempt) {
             Uuid::new_v4().simple().to_string()
         } else {
@@ -192,6 +228,26 @@ impl Worker {
         };
         let call_id: Uuid = claimed.get(0);
         let month: String = claimed.get(1);
+        let tx = if self.has(Variant::ClaimCommittedEarly) {
+            // The broken design: the claim commits on its own, the rest follows in a second
+            // transaction, so a failure after the claim leaves the audit row behind.
+            tx.commit()
+                .await
+                .map_err(|e| Failure::from_db("commit claim", &e))?;
+            let tx = conn
+                .transaction()
+                .await
+                .map_err(|e| Failure::from_db("begin", &e))?;
+            tx.execute(
+                "SELECT set_config($1, $2, true)",
+                &[&TENANT_SETTING, &tenant.to_string()],
+            )
+            .await
+            .map_err(|e| Failure::from_db("set tenant context", &e))?;
+            tx
+        } else {
+            tx
+        };
         if task.faults.fail_after_claim {
             return Err(Failure::new(
                 ErrorClass::Application,
@@ -251,8 +307,11 @@ impl Worker {
         trace: &[String],
     ) -> Outcome {
         let mut last = String::new();
-        for _ in 0..DLQ_ATTEMPTS {
-            match self.write_dlq(task, &failure, retries, trace).await {
+        for attempt in 0..DLQ_ATTEMPTS {
+            match self
+                .write_dlq(task, &failure, retries, trace, attempt)
+                .await
+            {
                 Ok(dlq_id) => {
                     return Outcome::FailedRecorded {
                         dlq_id,
@@ -276,6 +335,7 @@ impl Worker {
         failure: &Failure,
         retries: u32,
         trace: &[String],
+        attempt: u32,
     ) -> std::result::Result<Uuid, String> {
         let db_err = |step: &str, e: tokio_postgres::Error| {
             format!("{step}: {}", crate::error::describe_db_error(&e))
@@ -293,7 +353,7 @@ impl Worker {
             .await
             .map_err(|e| db_err("set tenant context", e))?;
         }
-        if task.faults.fail_dlq_write {
+        if attempt < task.faults.dlq_write_failures {
             tx.batch_execute("SELECT 1 / 0")
                 .await
                 .map_err(|e| db_err("injected DLQ fault", e))?;
@@ -371,6 +431,27 @@ async fn read_then_write_rollup(
     tx.execute(sql, &[&tenant, &month, &next])
         .await
         .map_err(|e| Failure::from_db("rollup write", &e))?;
+    Ok(())
+}
+
+/// Apply the task's injected lock and statement timeouts to its transaction.
+async fn set_timeouts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    faults: &crate::system::TaskFaults,
+) -> std::result::Result<(), Failure> {
+    for (setting, value) in [
+        ("lock_timeout", faults.lock_timeout_ms),
+        ("statement_timeout", faults.statement_timeout_ms),
+    ] {
+        if let Some(ms) = value {
+            tx.execute(
+                "SELECT set_config($1, $2, true)",
+                &[&setting, &format!("{ms}ms")],
+            )
+            .await
+            .map_err(|e| Failure::from_db("set timeouts", &e))?;
+        }
+    }
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! The binary: `setup` stands the reference system up idempotently, `run` prints a verdict, and
-//! bad arguments exit 2 with a message.
+//! The binary: `setup` stands the reference system up idempotently, `run` runs a campaign,
+//! prints a verdict table and writes report.json, and bad arguments exit 2 with a message.
 use std::process::Command;
 
 fn rlsgate(args: &[&str]) -> (i32, String, String) {
@@ -74,11 +74,114 @@ fn an_unknown_backend_exits_2_with_the_choices() {
 }
 
 #[test]
-fn run_provisions_migrates_and_prints_a_passing_verdict() {
-    let (code, out, err) = rlsgate(&["run"]);
+fn run_prints_progress_a_verdict_table_and_writes_report_json() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let dir = out_dir.path().to_str().unwrap();
+    let (code, out, err) = rlsgate(&["run", "--cases", "4", "--seed", "3", "--out", dir]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(err.contains("rlsgate: backend "), "{err}");
+    assert!(
+        err.contains("rlsgate: case 4/4"),
+        "progress per case: {err}"
+    );
+    assert!(out.contains("tasks/s") && out.contains("cases/s"), "{out}");
+    assert!(
+        out.contains("reproduce: rlsgate run --cases 4 --seed 3"),
+        "{out}"
+    );
+    for file in ["report.json", "evidence.md", "junit.xml"] {
+        assert!(out_dir.path().join(file).exists(), "{file} written");
+    }
     assert!(out.ends_with("verdict: pass\n"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.path().join("report.json")).unwrap())
+            .unwrap();
+    for field in [
+        "verdict",
+        "backend",
+        "server_version",
+        "seed",
+        "cases",
+        "invariants",
+        "faults",
+        "tasks",
+    ] {
+        assert!(report.get(field).is_some(), "report.json lacks {field}");
+    }
+    assert_eq!(report["verdict"], "pass");
+    assert_eq!(report["seed"], 3);
+    let ids: Vec<&str> = report["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    let every: Vec<&str> = rlsgate::invariants::InvariantId::ALL
+        .iter()
+        .map(|i| i.id())
+        .collect();
+    assert_eq!(ids, every);
+    for key in [
+        "total",
+        "committed",
+        "replayed",
+        "failed_recorded",
+        "failed_unrecorded",
+        "unknown",
+    ] {
+        assert!(report["tasks"].get(key).is_some(), "tasks lacks {key}");
+    }
+}
+
+#[test]
+fn run_with_a_broken_variant_exits_1_and_prints_the_counterexample() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let dir = out_dir.path().to_str().unwrap();
+    let (code, out, err) = rlsgate(&[
+        "run",
+        "--cases",
+        "4",
+        "--variant",
+        "session-context",
+        "--out",
+        dir,
+    ]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("context-hygiene      violated"), "{out}");
+    assert!(out.contains("minimal counterexample:"), "{out}");
+    assert!(out.ends_with("verdict: fail\n"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.path().join("report.json")).unwrap())
+            .unwrap();
+    assert!(report["counterexample"]["transcript"].is_string());
+}
+
+#[test]
+fn an_unknown_variant_exits_2_and_lists_the_names() {
+    let (code, _, err) = rlsgate(&["run", "--variant", "nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown variant 'nope'"), "{err}");
+    assert!(err.contains("session-context"), "{err}");
+}
+
+#[test]
+fn check_with_a_bad_runtime_url_exits_2_and_says_how_to_write_it() {
+    let (code, _, err) = rlsgate(&[
+        "check",
+        "--database-url",
+        "postgres://postgres:x@127.0.0.1:1/db",
+        "--runtime-url",
+        "not a url",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--runtime-url is not a valid PostgreSQL URL"),
+        "{err}"
+    );
+    assert!(
+        err.contains("postgres://app_user:PASSWORD@HOST:PORT/DB"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -6,7 +6,9 @@
 
 mod backends; // each backend starts, serves app_user, leaves nothing behind
 mod bad_input; // every bad input gets a clear error that names the fix
+mod campaign; // the reference holds under every fault; each variant is caught by its invariant
 mod cli; // the binary: setup is idempotent, run prints a verdict
+mod evidence; // snapshots of every artifact; same seed, same evidence; evidence --from
 mod migrations; // as migration_owner, atomic per file, checksummed, re-runnable
-mod support;
-mod system; // the worker: persistence, DLQ, replay, rollup, broken variants // fixtures: settings, the shared server, a fresh database
+mod support; // fixtures: settings, the shared server, a fresh database
+mod system; // the worker: persistence, DLQ, replay, rollup, broken variants

@@ -358,7 +358,7 @@ async fn a_forced_failure_after_the_claim_rolls_everything_back() {
 async fn a_failing_dlq_write_is_reported_as_not_recorded_never_silently_lost() {
     let (db, worker) = system_with(&[], 2).await;
     let mut t = task(60, TaskName::Route, MISSING);
-    t.faults.fail_dlq_write = true;
+    t.faults.dlq_write_failures = 3;
     let outcome = worker.execute(&t).await;
     let Outcome::FailedUnrecorded { dlq_error, .. } = &outcome else {
         panic!("{outcome:?}")

@@ -1,0 +1,93 @@
+//! `junit.xml`: one test case per invariant; a violated invariant is a failure carrying its
+//! violations and the counterexample, an inconclusive one a failure of type `inconclusive`
+//! (never a pass).
+
+use std::fmt::Write as _;
+
+use crate::evidence::redact::redact;
+use crate::invariants::Status;
+use crate::report::Report;
+
+/// Escape `text` for XML attributes and text.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if c.is_control() && c != '\n' && c != '\t' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Render `report` as JUnit XML.
+pub fn render(report: &Report) -> String {
+    let failures = report
+        .invariants
+        .iter()
+        .filter(|r| r.status != Status::Holds)
+        .count();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"rlsgate\" tests=\"{}\" failures=\"{failures}\">",
+        report.invariants.len()
+    );
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"rlsgate {} seed {}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\">",
+        escape(&report.mode),
+        report.seed,
+        report.invariants.len()
+    );
+    for r in &report.invariants {
+        let _ = write!(
+            out,
+            "    <testcase classname=\"rlsgate.invariants\" name=\"{}\" assertions=\"{}\"",
+            r.id.id(),
+            r.checks
+        );
+        if r.status == Status::Holds {
+            out.push_str("/>\n");
+            continue;
+        }
+        out.push_str(">\n");
+        let (kind, samples, count) = if r.status == Status::Violated {
+            ("violated", &r.violations, r.violation_count)
+        } else {
+            ("inconclusive", &r.inconclusive, r.inconclusive_count)
+        };
+        let mut body = format!("{}\n{count} check(s) {kind}:\n", r.statement);
+        for o in samples {
+            let _ = writeln!(body, "- {o}");
+            if let Some(s) = &o.statement {
+                let _ = writeln!(
+                    body,
+                    "  statement: {}",
+                    s.split_whitespace().collect::<Vec<_>>().join(" ")
+                );
+            }
+        }
+        if let Some(c) = &report.counterexample
+            && r.status == Status::Violated
+        {
+            let _ = write!(body, "\nminimal counterexample:\n{}", c.transcript);
+        }
+        let _ = write!(body, "\nreproduce: {}\n", report.reproduce);
+        let first = samples.first().map(|o| o.to_string()).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "      <failure type=\"{kind}\" message=\"{}\">{}</failure>",
+            escape(&redact(&first)),
+            escape(&redact(&body))
+        );
+        out.push_str("    </testcase>\n");
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}

@@ -1,0 +1,111 @@
+//! `evidence.md`: the evidence pack, in the spirit of the hand-made one that started rlsgate
+//! (scope, hypotheses with status, static verification, runtime verification, invariant
+//! results, counterexample, how to reproduce), written by every run.
+
+use std::fmt::Write as _;
+
+use crate::evidence::redact::redact;
+use crate::evidence::text;
+use crate::invariants::Status;
+use crate::report::Report;
+
+fn status_word(status: Status) -> &'static str {
+    match status {
+        Status::Holds => "HOLDS",
+        Status::Violated => "VIOLATED",
+        Status::Inconclusive => "INCONCLUSIVE",
+    }
+}
+
+/// Render the evidence pack of `report`, reusing the rendered static artifacts.
+pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str) -> String {
+    let mut out = String::new();
+    let system = if report.mode == "run" {
+        "the built-in reference system (LLM-audit worker, SYSTEM.md)".to_string()
+    } else {
+        "an existing database holding the reference schema".to_string()
+    };
+    let _ = writeln!(out, "# rlsgate evidence pack\n");
+    let _ = writeln!(
+        out,
+        "Scope: prove that {system} keeps tenants apart, records every failure and runs with least privilege, \
+         under the runtime role `{}` over real login connections through a real pool.\n",
+        report.evidence.identity.role
+    );
+    let _ = writeln!(out, "| | |\n|---|---|");
+    let _ = writeln!(out, "| verdict | **{}** |", report.verdict.as_str());
+    let _ = writeln!(out, "| backend | {} |", report.backend);
+    let _ = writeln!(out, "| server | {} |", redact(&report.server_version));
+    let variants = if report.variants.is_empty() {
+        "none (the reference)".to_string()
+    } else {
+        report.variants.join(", ")
+    };
+    let _ = writeln!(out, "| broken variants | {variants} |");
+    let _ = writeln!(
+        out,
+        "| cases | {} asked, {} run, {} while shrinking (seed {}) |",
+        report.cases, report.cases_run, report.shrink_runs, report.seed
+    );
+    let t = &report.tasks;
+    let _ = writeln!(
+        out,
+        "| tasks | {} delivered: {} committed, {} replayed, {} failed and recorded, {} failed and not recorded, {} unknown |\n",
+        t.total, t.committed, t.replayed, t.failed_recorded, t.failed_unrecorded, t.unknown
+    );
+
+    let _ = writeln!(out, "## 1. Hypotheses\n");
+    for r in &report.invariants {
+        let _ = writeln!(out, "### H-{} ({})", r.id.id(), r.statement);
+        let _ = writeln!(
+            out,
+            "Status: {}. {} checks, {} violated, {} inconclusive.",
+            status_word(r.status),
+            r.checks,
+            r.violation_count,
+            r.inconclusive_count
+        );
+        let shown: Vec<_> = r.violations.iter().chain(&r.inconclusive).take(3).collect();
+        if !shown.is_empty() {
+            out.push_str("\n```\n");
+            for o in shown {
+                let _ = writeln!(out, "{o}");
+                if let Some(s) = &o.statement {
+                    let _ = writeln!(
+                        out,
+                        "  statement: {}",
+                        s.split_whitespace().collect::<Vec<_>>().join(" ")
+                    );
+                }
+            }
+            out.push_str("```\n");
+        }
+        out.push('\n');
+    }
+
+    let _ = writeln!(out, "## 2. Static verification (catalog)\n");
+    let _ = writeln!(out, "### Runtime identity\n\n```\n{}```\n", identity);
+    let _ = writeln!(
+        out,
+        "### Effective privilege matrix (`!!` marks a difference from the declared matrix)\n\n```\n{}```\n",
+        privileges
+    );
+    let _ = writeln!(out, "### Policy catalogue\n\n```\n{}```\n", policies);
+
+    let _ = writeln!(out, "## 3. Runtime verification (faults injected)\n");
+    let _ = writeln!(out, "```\n{}```\n", text::faults(report));
+
+    let _ = writeln!(out, "## 4. Invariant results\n");
+    let _ = writeln!(out, "```\n{}```\n", text::verdicts(report));
+
+    let _ = writeln!(out, "## 5. Counterexample\n");
+    let _ = writeln!(out, "```\n{}```\n", text::counterexample(report));
+
+    let _ = writeln!(out, "## 6. How to reproduce\n");
+    let _ = writeln!(
+        out,
+        "```sh\n{}\n```\n\nThe same seed generates the same workloads; a failing case shrinks to the same minimal counterexample.",
+        report.reproduce
+    );
+    redact(&out)
+}

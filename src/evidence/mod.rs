@@ -1,0 +1,97 @@
+//! Evidence: what a reviewer reads. Deterministic rendered text (stable order, redacted), a
+//! Markdown evidence pack, and JUnit XML, all from a [`Report`], so `rlsgate evidence --from
+//! report.json` renders the same files again.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::report::Report;
+
+pub mod junit;
+pub mod markdown;
+pub mod redact;
+pub mod text;
+
+pub use redact::redact;
+
+/// Every rendered artifact of a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifacts {
+    /// The runtime identity.
+    pub identity: String,
+    /// The effective privilege matrix beside the declared one.
+    pub privileges: String,
+    /// The policy catalogue.
+    pub policies: String,
+    /// The invariant verdict table.
+    pub verdicts: String,
+    /// Fault coverage.
+    pub faults: String,
+    /// The minimal counterexample (or a line saying there is none).
+    pub counterexample: String,
+    /// `evidence.md`.
+    pub markdown: String,
+    /// `junit.xml`.
+    pub junit: String,
+}
+
+impl Artifacts {
+    /// Render every artifact of `report`.
+    pub fn render(report: &Report) -> Self {
+        let identity = text::identity(&report.evidence.identity);
+        let privileges = text::privileges(&report.evidence);
+        let policies = text::policies(&report.evidence);
+        Self {
+            markdown: markdown::render(report, &identity, &privileges, &policies),
+            junit: junit::render(report),
+            identity,
+            privileges,
+            policies,
+            verdicts: text::verdicts(report),
+            faults: text::faults(report),
+            counterexample: text::counterexample(report),
+        }
+    }
+}
+
+/// The files `write` produces in a directory, in order.
+pub const FILES: [&str; 3] = ["report.json", "evidence.md", "junit.xml"];
+
+/// Write `report.json`, `evidence.md` and `junit.xml` into `dir` (created if missing).
+///
+/// # Errors
+/// An I/O error naming the file that could not be written.
+pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let artifacts = Artifacts::render(report);
+    let json = serde_json::to_string_pretty(report)
+        .map_err(|e| Error::config(format!("serializing the report: {e}")))?;
+    let mut written = Vec::new();
+    for (name, content) in FILES
+        .iter()
+        .zip([json, artifacts.markdown, artifacts.junit])
+    {
+        let path = dir.join(name);
+        std::fs::write(&path, content)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Read a saved `report.json`.
+///
+/// # Errors
+/// An I/O error when the file cannot be read, a configuration error when it is not a report
+/// rlsgate wrote.
+pub fn read(path: &Path) -> Result<Report> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::config(format!(
+            "{} is not a report.json written by this version of rlsgate: {e}",
+            path.display()
+        ))
+    })
+}

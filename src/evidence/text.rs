@@ -1,0 +1,218 @@
+//! The rendered text artifacts: deterministic (stable order, redacted), one per concern, so a
+//! change in what rlsgate saw shows up as a snapshot diff.
+
+use std::fmt::Write as _;
+
+use crate::evidence::redact::redact;
+use crate::invariants::identity::RuntimeIdentity;
+use crate::report::{Report, StaticEvidence};
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "nothing".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// The runtime identity: attributes, memberships, what it can `SET ROLE` to, what it owns.
+pub fn identity(identity: &RuntimeIdentity) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "runtime role: {}", identity.role);
+    if !identity.exists {
+        let _ = writeln!(out, "  the role does not exist");
+        return out;
+    }
+    for (name, has) in &identity.attributes {
+        let _ = writeln!(out, "  {name:<12} {}", yes(*has));
+    }
+    let _ = writeln!(out, "member of:       {}", list(&identity.member_of));
+    let _ = writeln!(out, "can SET ROLE to: {}", list(&identity.can_set_role_to));
+    let _ = writeln!(out, "owns:            {}", list(&identity.owns));
+    out
+}
+
+/// The invariant verdict table: id, status, checks, violations, inconclusive, statement, and
+/// the first violations and inconclusive checks of each.
+pub fn verdicts(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "verdict: {}", report.verdict.as_str());
+    let _ = writeln!(
+        out,
+        "{:<20} {:<13} {:>7} {:>10} {:>12}  statement",
+        "invariant", "status", "checks", "violations", "inconclusive"
+    );
+    for r in &report.invariants {
+        let _ = writeln!(
+            out,
+            "{:<20} {:<13} {:>7} {:>10} {:>12}  {}",
+            r.id.id(),
+            r.status.as_str(),
+            r.checks,
+            r.violation_count,
+            r.inconclusive_count,
+            r.statement
+        );
+    }
+    for r in &report.invariants {
+        let mut shown: Vec<String> = r
+            .violations
+            .iter()
+            .chain(&r.inconclusive)
+            .map(|o| o.to_string())
+            .collect();
+        shown.sort();
+        shown.dedup();
+        for line in shown.iter().take(5) {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    redact(&out)
+}
+
+/// Fault coverage: which fault kinds landed how often, and which invariants were checked (in
+/// how many of those cases) after each.
+pub fn faults(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:>8}  invariants checked after it (cases)",
+        "fault", "landed"
+    );
+    for kind in crate::workload::FaultKind::ALL {
+        let landed = report.faults.get(kind.as_str()).copied().unwrap_or(0);
+        let after = report
+            .fault_coverage
+            .get(kind.as_str())
+            .map(|row| {
+                row.iter()
+                    .map(|(id, n)| format!("{id} ({n})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(out, "{:<24} {landed:>8}  {after}", kind.as_str());
+    }
+    out
+}
+
+/// The minimal counterexample, or a line saying there is none.
+pub fn counterexample(report: &Report) -> String {
+    match &report.counterexample {
+        None => "no counterexample: no case failed\n".into(),
+        Some(c) => redact(&format!(
+            "{}\nreproduce: {}\n",
+            c.transcript.trim_end(),
+            report.reproduce
+        )),
+    }
+}
+
+/// The effective privilege matrix of the runtime beside the declared one; every difference is
+/// marked `!!` (an extra privilege, a missing one, or one held WITH GRANT OPTION).
+pub fn privileges(evidence: &StaticEvidence) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "role {}: {:<9} {:<40} {:<11} {:<8} {:<9} difference",
+        evidence.identity.role, "kind", "object", "privilege", "held", "declared"
+    );
+    for e in &evidence.privileges.entries {
+        let held = match (e.granted, e.grantable) {
+            (true, true) => "yes+GO",
+            (true, false) => "yes",
+            (false, _) => "no",
+        };
+        let diff = match (e.granted, e.expected, e.grantable) {
+            (true, false, _) => "!! extra",
+            (false, true, _) => "!! missing",
+            (true, true, true) => "!! grant option",
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "{:<width$} {:<9} {:<40} {:<11} {:<8} {:<9} {diff}",
+            "",
+            e.object_kind.as_str(),
+            redact(&e.object),
+            e.privilege,
+            held,
+            yes(e.expected),
+            width = evidence.identity.role.len() + 6
+        );
+    }
+    let differences = evidence
+        .privileges
+        .entries
+        .iter()
+        .filter(|e| e.granted != e.expected || (e.granted && e.grantable))
+        .count();
+    let _ = writeln!(out, "{differences} difference(s) from the declared matrix");
+    out
+}
+
+/// The policy catalogue: per tenant relation, RLS enabled/forced, the owner, and each policy's
+/// mode, command, roles, USING and WITH CHECK.
+pub fn policies(evidence: &StaticEvidence) -> String {
+    let mut out = String::new();
+    for e in &evidence.policies {
+        let _ = writeln!(
+            out,
+            "{} ({}{}, owner {}): RLS {}, {}; runtime may {}",
+            e.relation,
+            e.kind.as_str(),
+            e.partition_of
+                .as_ref()
+                .map(|p| format!(" partition of {p}"))
+                .unwrap_or_default(),
+            e.owner,
+            if e.rls_enabled { "enabled" } else { "DISABLED" },
+            if e.rls_forced { "forced" } else { "NOT forced" },
+            if e.runtime_privileges.is_empty() {
+                "nothing".to_string()
+            } else {
+                e.runtime_privileges.join(", ")
+            }
+        );
+        if e.policies.is_empty() {
+            let _ = writeln!(out, "  no policy");
+        }
+        for p in &e.policies {
+            let mode = match p.mode {
+                crate::invariants::rls_coverage::PolicyMode::Permissive => "permissive",
+                crate::invariants::rls_coverage::PolicyMode::Restrictive => "restrictive",
+            };
+            let _ = writeln!(
+                out,
+                "  policy {} {mode} FOR {} TO {}{}",
+                p.name,
+                p.command.as_str(),
+                p.roles.join(", "),
+                if p.applies_to_runtime {
+                    ""
+                } else {
+                    " (not the runtime)"
+                }
+            );
+            let _ = writeln!(
+                out,
+                "    USING      {}",
+                p.using.as_deref().map_or("-".into(), one_line)
+            );
+            let _ = writeln!(
+                out,
+                "    WITH CHECK {}",
+                p.with_check.as_deref().map_or("-".into(), one_line)
+            );
+        }
+    }
+    out
+}
+
+fn one_line(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}

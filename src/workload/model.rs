@@ -1,0 +1,285 @@
+//! The workload model: what each delivery of a plan is expected to end as. Pure logic.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::system::{ErrorClass, Outcome};
+use crate::workload::{Plan, StepFault, TenantSpec};
+
+/// What the model expects a delivery to end as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "expect", rename_all = "snake_case")]
+pub enum Expect {
+    /// Commits, or replays a request committed before: valid work must not be rejected.
+    Succeed,
+    /// Fails with `class` (and `sqlstate`, when given).
+    Fail {
+        /// The expected error class.
+        class: ErrorClass,
+        /// The expected SQLSTATE, when the model knows it.
+        sqlstate: Option<&'static str>,
+    },
+    /// Fails with `class`, or replays because another delivery committed the request first
+    /// (a replay never reaches the faulty step).
+    FailOrReplay {
+        /// The expected error class.
+        class: ErrorClass,
+    },
+    /// The fault may land or not: succeeds, or fails with `class`.
+    SucceedOrFail {
+        /// The error class if the fault lands.
+        class: ErrorClass,
+    },
+}
+
+impl Expect {
+    /// Whether the model holds the delivery to succeed (no fault aimed at it).
+    pub fn must_succeed(self) -> bool {
+        self == Self::Succeed
+    }
+
+    /// Whether `outcome` is one this expectation admits. `Unknown` is never admitted: the
+    /// executor redelivers such a task and the redelivery's outcome is the one judged.
+    pub fn admits(self, outcome: &Outcome) -> bool {
+        let failed = |class: ErrorClass, sqlstate: Option<&str>| match outcome {
+            Outcome::FailedRecorded { failure, .. } | Outcome::FailedUnrecorded { failure, .. } => {
+                failure.class == class
+                    && sqlstate.is_none_or(|s| failure.sqlstate.as_deref() == Some(s))
+            }
+            _ => false,
+        };
+        let succeeded = matches!(
+            outcome,
+            Outcome::Committed { .. } | Outcome::Replayed { .. }
+        );
+        match self {
+            Self::Succeed => succeeded,
+            Self::Fail { class, sqlstate } => failed(class, sqlstate),
+            Self::FailOrReplay { class } => {
+                failed(class, None) || matches!(outcome, Outcome::Replayed { .. })
+            }
+            Self::SucceedOrFail { class } => succeeded || failed(class, None),
+        }
+    }
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Succeed => f.write_str("commit or replay"),
+            Self::Fail {
+                class,
+                sqlstate: Some(s),
+            } => write!(f, "fail with {class} ({s})"),
+            Self::Fail {
+                class,
+                sqlstate: None,
+            } => write!(f, "fail with {class}"),
+            Self::FailOrReplay { class } => write!(f, "fail with {class}, or replay"),
+            Self::SucceedOrFail { class } => write!(f, "commit or replay, or fail with {class}"),
+        }
+    }
+}
+
+/// The expectation for the delivery at `position` of step `step` of `plan`; `landed_at` is the
+/// position the step's fault landed on, if it landed (the executor may move a fault from the
+/// planned target to the next delivery it can land on).
+///
+/// # Panics
+/// When `step` or `position` is out of the plan's range.
+pub fn expect(plan: &Plan, step: usize, position: usize, landed_at: Option<usize>) -> Expect {
+    let (deliveries, fault) = &plan.steps[step];
+    let m = deliveries[position];
+    match &plan.tenants[plan.message_tenant[m]].0 {
+        TenantSpec::Missing | TenantSpec::Malformed { .. } => {
+            return Expect::Fail {
+                class: ErrorClass::Validation,
+                sqlstate: None,
+            };
+        }
+        TenantSpec::Unknown => {
+            return Expect::Fail {
+                class: ErrorClass::Database,
+                sqlstate: Some("23503"),
+            };
+        }
+        TenantSpec::Existing => {}
+    }
+    let targeted = fault.filter(|_| landed_at == Some(position));
+    // A held key blocks the claim, before the point where fail-after-claim raises; the
+    // executor gives a timeout target no retries, so it fails once, with the timeout.
+    if let Some(StepFault::LockTimeout { .. } | StepFault::StatementTimeout { .. }) = targeted {
+        return Expect::Fail {
+            class: ErrorClass::Timeout,
+            sqlstate: None,
+        };
+    }
+    if plan.messages[m].faults.fail_after_claim {
+        return Expect::FailOrReplay {
+            class: ErrorClass::Application,
+        };
+    }
+    if let Some(StepFault::TerminateBackend { .. }) = targeted {
+        // Terminated while blocked on the claim; the retry normally commits.
+        return Expect::SucceedOrFail {
+            class: ErrorClass::Connection,
+        };
+    }
+    Expect::Succeed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::system::{Failure, TaskName};
+    use crate::workload::{MessageSpec, Step, Workload};
+    use uuid::Uuid;
+
+    fn msg(tenant: usize, fail_after_claim: bool) -> MessageSpec {
+        MessageSpec {
+            tenant,
+            task: TaskName::Route,
+            correlation: 0,
+            request: None,
+            fail_after_claim,
+            dlq_write_failures: 0,
+        }
+    }
+
+    fn plan() -> Plan {
+        Workload {
+            tenants: vec![
+                TenantSpec::Existing,
+                TenantSpec::Unknown,
+                TenantSpec::Malformed { raw: "x".into() },
+                TenantSpec::Missing,
+            ],
+            messages: vec![
+                msg(0, false),
+                msg(1, false),
+                msg(2, false),
+                msg(3, false),
+                msg(0, true),
+            ],
+            steps: vec![Step {
+                deliveries: vec![0, 1, 2, 3, 4, 0],
+                fault: Some(StepFault::LockTimeout { target: 5 }),
+            }],
+            concurrency: 2,
+        }
+        .plan(Uuid::nil())
+    }
+
+    fn failed(class: ErrorClass, sqlstate: Option<&str>) -> Outcome {
+        Outcome::FailedRecorded {
+            dlq_id: Uuid::nil(),
+            failure: Failure {
+                class,
+                sqlstate: sqlstate.map(str::to_string),
+                step: "claim".into(),
+                message: String::new(),
+            },
+            retries: 0,
+        }
+    }
+
+    #[test]
+    fn each_tenant_kind_and_fault_has_its_expectation() {
+        let p = plan();
+        assert_eq!(expect(&p, 0, 0, Some(5)), Expect::Succeed);
+        assert_eq!(
+            expect(&p, 0, 1, Some(5)),
+            Expect::Fail {
+                class: ErrorClass::Database,
+                sqlstate: Some("23503")
+            }
+        );
+        assert!(matches!(
+            expect(&p, 0, 2, Some(5)),
+            Expect::Fail {
+                class: ErrorClass::Validation,
+                ..
+            }
+        ));
+        assert!(matches!(
+            expect(&p, 0, 3, Some(5)),
+            Expect::Fail {
+                class: ErrorClass::Validation,
+                ..
+            }
+        ));
+        assert_eq!(
+            expect(&p, 0, 4, Some(5)),
+            Expect::FailOrReplay {
+                class: ErrorClass::Application
+            }
+        );
+        assert_eq!(
+            expect(&p, 0, 5, Some(5)),
+            Expect::Fail {
+                class: ErrorClass::Timeout,
+                sqlstate: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_fault_that_did_not_land_changes_nothing_and_a_timeout_beats_fail_after_claim() {
+        let p = plan();
+        assert_eq!(expect(&p, 0, 5, None), Expect::Succeed);
+        let mut w = Workload {
+            tenants: vec![TenantSpec::Existing],
+            messages: vec![msg(0, true)],
+            steps: vec![Step {
+                deliveries: vec![0],
+                fault: Some(StepFault::StatementTimeout { target: 0 }),
+            }],
+            concurrency: 1,
+        };
+        assert!(matches!(
+            expect(&w.plan(Uuid::nil()), 0, 0, Some(0)),
+            Expect::Fail {
+                class: ErrorClass::Timeout,
+                ..
+            }
+        ));
+        w.steps[0].fault = Some(StepFault::TerminateBackend { target: 0 });
+        assert_eq!(
+            expect(&w.plan(Uuid::nil()), 0, 0, Some(0)),
+            Expect::FailOrReplay {
+                class: ErrorClass::Application
+            }
+        );
+    }
+
+    #[test]
+    fn admits_only_the_outcomes_an_expectation_allows() {
+        let committed = Outcome::Committed {
+            call_id: Uuid::nil(),
+            job_id: None,
+            attempts: 1,
+        };
+        let replayed = Outcome::Replayed {
+            call_id: Uuid::nil(),
+        };
+        let unknown = Outcome::Unknown {
+            detail: String::new(),
+        };
+        assert!(Expect::Succeed.admits(&committed) && Expect::Succeed.admits(&replayed));
+        assert!(!Expect::Succeed.admits(&failed(ErrorClass::Database, Some("42501"))));
+        assert!(!Expect::Succeed.admits(&unknown));
+        let fk = Expect::Fail {
+            class: ErrorClass::Database,
+            sqlstate: Some("23503"),
+        };
+        assert!(fk.admits(&failed(ErrorClass::Database, Some("23503"))));
+        assert!(!fk.admits(&failed(ErrorClass::Database, Some("42501"))));
+        assert!(!fk.admits(&committed));
+        let timeout = Expect::FailOrReplay {
+            class: ErrorClass::Timeout,
+        };
+        assert!(timeout.admits(&replayed) && !timeout.admits(&committed));
+        assert!(!timeout.admits(&failed(ErrorClass::Database, None)));
+    }
+}

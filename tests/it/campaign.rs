@@ -1,0 +1,217 @@
+//! Campaigns: the reference system holds every invariant under every fault kind; every broken
+//! variant is caught by the invariant it breaks (default budget, fixed seed); a runtime that
+//! bypasses RLS is inconclusive, never a pass; `check` leaves an existing database as it was.
+use std::collections::BTreeSet;
+
+use rlsgate::invariants::{InvariantId, Status};
+use rlsgate::report::{Report, Verdict};
+use rlsgate::runner::{self, CampaignOptions};
+use rlsgate::system::Variant;
+use rlsgate::workload::FaultKind;
+use rlsgate::{Role, Settings};
+use rstest::rstest;
+
+use crate::support::shared_server;
+
+fn settings() -> Settings {
+    Settings::from_env().expect("valid RLSGATE_* settings")
+}
+
+fn summary(report: &Report) -> String {
+    format!(
+        "{}\n{}",
+        report.verdict_table(),
+        report
+            .counterexample
+            .as_ref()
+            .map_or(String::new(), |c| c.transcript.clone())
+    )
+}
+
+/// Invariants decided by probes that need row-level security to apply to the prober.
+const RLS_PROBES: [InvariantId; 4] = [
+    InvariantId::TenantIsolation,
+    InvariantId::WriteCheck,
+    InvariantId::NoContextClosed,
+    InvariantId::ContextHygiene,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_system_holds_every_invariant_under_every_fault_kind() {
+    let options = CampaignOptions {
+        cases: 64,
+        regressions: Some("proptest-regressions/reference-campaign.txt"),
+        ..CampaignOptions::default()
+    };
+    let report = runner::run(&settings(), &options).await.unwrap();
+    assert_eq!(report.verdict, Verdict::Pass, "{}", summary(&report));
+    for r in &report.invariants {
+        assert!(r.checks > 0, "{} was never checked", r.id);
+    }
+    let landed: BTreeSet<&str> = report.faults.keys().map(String::as_str).collect();
+    let every: BTreeSet<&str> = FaultKind::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(
+        landed, every,
+        "fault kinds that landed: {:?}",
+        report.faults
+    );
+    assert!(report.tasks.committed > 0 && report.tasks.failed_recorded > 0);
+    assert_eq!(report.tasks.failed_unrecorded, 0);
+}
+
+#[rstest]
+#[case::session_context(Variant::SessionContext, InvariantId::ContextHygiene)]
+#[case::dlq_in_failed_transaction(Variant::DlqInFailedTransaction, InvariantId::DlqCompleteness)]
+#[case::dlq_without_context(Variant::DlqWithoutContext, InvariantId::DlqCompleteness)]
+#[case::dlq_policy_original(Variant::DlqPolicyOriginal, InvariantId::TenantIsolation)]
+#[case::read_then_write_rollup(Variant::ReadThenWriteRollup, InvariantId::RollupConsistency)]
+#[case::request_id_per_attempt(Variant::RequestIdPerAttempt, InvariantId::ExactlyOnce)]
+#[case::worker_as_owner(Variant::WorkerAsOwner, InvariantId::RuntimeIdentity)]
+#[case::rls_not_forced_runtime_owner(Variant::RlsNotForcedRuntimeOwner, InvariantId::RlsCoverage)]
+#[case::with_check_true(Variant::WithCheckTrue, InvariantId::WriteCheck)]
+#[case::missing_grant(Variant::MissingGrant, InvariantId::LeastPrivilege)]
+#[case::fail_open_context(Variant::FailOpenContext, InvariantId::NoContextClosed)]
+#[case::claim_committed_early(Variant::ClaimCommittedEarly, InvariantId::Atomicity)]
+#[case::async_commit(Variant::AsyncCommit, InvariantId::Durability)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_catches_each_broken_variant_by_its_invariant(
+    #[case] variant: Variant,
+    #[case] expected: InvariantId,
+) {
+    let options = CampaignOptions {
+        variants: [variant].into(),
+        ..CampaignOptions::default()
+    };
+    let report = runner::run(&settings(), &options).await.unwrap();
+    assert_eq!(report.verdict, Verdict::Fail, "{}", summary(&report));
+    assert_eq!(
+        report.invariant(expected).status,
+        Status::Violated,
+        "{variant} should violate {expected}; violated: {:?}\n{}",
+        report.violated(),
+        summary(&report)
+    );
+    let counterexample = report.counterexample.as_ref();
+    if !report.invariant(expected).violations.is_empty() && counterexample.is_some() {
+        assert!(!counterexample.unwrap().transcript.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_that_bypasses_rls_is_inconclusive_never_a_pass() {
+    let server = shared_server().await;
+    let db = server.fresh_database().await.unwrap();
+    let superuser = db.url(Role::Superuser).await.unwrap();
+    // The "runtime" logs in as the superuser: every RLS probe is vacuous.
+    let options = CampaignOptions {
+        cases: 4,
+        ..CampaignOptions::default()
+    };
+    let report = runner::check(&superuser, Some(&superuser), &options)
+        .await
+        .unwrap();
+    assert_ne!(report.verdict, Verdict::Pass, "{}", summary(&report));
+    for id in RLS_PROBES {
+        let r = report.invariant(id);
+        assert_eq!(r.status, Status::Inconclusive, "{id}\n{}", summary(&report));
+        assert!(
+            r.inconclusive
+                .iter()
+                .any(|o| o.detail.contains("superuser") || o.detail.contains("bypasses")),
+            "{id}: {:?}",
+            r.inconclusive
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_uses_tenants_of_its_own_and_leaves_the_database_as_it_was() {
+    let server = shared_server().await;
+    let db = server.fresh_database().await.unwrap();
+    let su = db.connect(Role::Superuser).await.unwrap();
+    let snapshot = async || -> Vec<i64> {
+        let mut counts = Vec::new();
+        for table in [
+            "tenants",
+            "llm_api_calls",
+            "llm_monthly_costs",
+            "investigations",
+            "budget_optimization_jobs",
+            "worker_failed_jobs",
+        ] {
+            counts.push(
+                su.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                    .await
+                    .unwrap()
+                    .get(0),
+            );
+        }
+        counts
+    };
+    let before = snapshot().await;
+    let options = CampaignOptions {
+        cases: 8,
+        ..CampaignOptions::default()
+    };
+    let report = runner::check(
+        &db.url(Role::Superuser).await.unwrap(),
+        Some(&db.url(Role::Runtime).await.unwrap()),
+        &options,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.verdict, Verdict::Pass, "{}", summary(&report));
+    assert!(report.tasks.total > 0);
+    assert!(
+        !report.faults.contains_key("server-crash"),
+        "check never crashes a server it does not own"
+    );
+    assert_eq!(snapshot().await, before, "check removed what it wrote");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_without_a_runtime_login_is_inconclusive() {
+    let server = shared_server().await;
+    let db = server.fresh_database().await.unwrap();
+    let options = CampaignOptions {
+        cases: 2,
+        ..CampaignOptions::default()
+    };
+    let report = runner::check(&db.url(Role::Superuser).await.unwrap(), None, &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.verdict,
+        Verdict::Inconclusive,
+        "{}",
+        summary(&report)
+    );
+    assert_eq!(
+        report.invariant(InvariantId::TenantIsolation).status,
+        Status::Inconclusive
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_seed_shrinks_to_the_same_counterexample() {
+    let options = CampaignOptions {
+        cases: 8,
+        seed: 7,
+        variants: [Variant::SessionContext].into(),
+        ..CampaignOptions::default()
+    };
+    let first = runner::run(&settings(), &options).await.unwrap();
+    let second = runner::run(&settings(), &options).await.unwrap();
+    let (a, b) = (
+        first.counterexample.expect("a counterexample"),
+        second.counterexample.expect("a counterexample"),
+    );
+    assert_eq!(a.workload, b.workload);
+    assert_eq!(
+        a.workload.messages.len(),
+        1,
+        "shrunk to one message: {}",
+        a.transcript
+    );
+    assert_eq!(a.transcript, b.transcript, "a seed replays exactly");
+}
