@@ -8,5 +8,6 @@ mod backends; // each backend starts, serves app_user, leaves nothing behind
 mod bad_input; // every bad input gets a clear error that names the fix
 mod cli; // the binary: setup is idempotent, run prints a verdict
 mod migrations; // as migration_owner, atomic per file, checksummed, re-runnable
+mod static_checks; // least-privilege, rls-coverage, runtime-identity, runtime-lacks-ddl: reference holds, breakages caught
 mod support;
 mod system; // the worker: persistence, DLQ, replay, rollup, broken variants // fixtures: settings, the shared server, a fresh database
