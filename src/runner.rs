@@ -2,7 +2,6 @@
 //! workloads against a [`Target`], checking every invariant after each case, shrinking a
 //! failure (bounded in time) to a minimal counterexample, and assembling the [`Report`].
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -264,7 +263,7 @@ async fn campaign(
         ),
         Target::Existing { .. } => Uuid::new_v4(),
     };
-    let state = RefCell::new(State {
+    let state = tokio::sync::Mutex::new(State {
         executor,
         oracle,
         session: Some(session),
@@ -300,7 +299,7 @@ async fn campaign(
     let result = tokio::task::block_in_place(|| {
         runner.run(&strategy, |w| {
             handle.block_on(async {
-                let mut st = state.borrow_mut();
+                let mut st = state.lock().await;
                 if st.aborted.is_some() {
                     return Ok(());
                 }
@@ -322,7 +321,10 @@ async fn campaign(
                             Progress::Lines => {
                                 // Quiet for logs: every tenth case, failures, and the last.
                                 let n = st.executions;
-                                if n % 10 == 0 || !violations.is_empty() || n == u64::from(total) {
+                                if n.is_multiple_of(10)
+                                    || !violations.is_empty()
+                                    || n == u64::from(total)
+                                {
                                     eprintln!("{line}");
                                 }
                             }

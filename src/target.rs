@@ -10,6 +10,7 @@ use crate::roles::Role;
 
 /// The database under test and how to log in to it.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per campaign; boxing buys nothing
 pub enum Target {
     /// A database rlsgate created: every role's login is known, and the server is its own.
     Built(Database),

@@ -62,8 +62,12 @@ pub fn render(report: &Report) -> String {
         } else {
             ("inconclusive", &r.inconclusive, r.inconclusive_count)
         };
-        let mut body = format!("{}\n{count} check(s) {kind}:\n", r.statement);
-        for o in samples {
+        let mut body = format!(
+            "{}\n{count} check(s) {kind}; the distinct ones first seen:\n",
+            r.statement
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        for o in samples.iter().filter(|o| seen.insert(o.to_string())) {
             let _ = writeln!(body, "- {o}");
             if let Some(s) = &o.statement {
                 let _ = writeln!(

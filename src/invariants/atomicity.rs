@@ -78,6 +78,47 @@ pub fn check(case: &Case<'_>) -> Vec<Observation> {
             .on(j.table.clone()),
         );
     }
+    // A failed request that nobody committed left no audit row under its key.
+    let committed_keys: BTreeSet<_> = case
+        .history
+        .deliveries
+        .iter()
+        .filter(|d| d.committed())
+        .filter_map(|d| case.plan.claim_key(d.message))
+        .collect();
+    let mut failed_keys = BTreeSet::new();
+    for d in &case.history.deliveries {
+        if matches!(
+            d.final_outcome(),
+            Outcome::FailedRecorded { .. } | Outcome::FailedUnrecorded { .. }
+        ) && let Some(key) = case.plan.claim_key(d.message)
+            && !committed_keys.contains(&key)
+        {
+            failed_keys.insert(key);
+        }
+    }
+    for (tenant, request_id, task) in failed_keys {
+        let left = case
+            .truth
+            .calls
+            .iter()
+            .filter(|c| {
+                c.tenant == tenant && c.request_id == request_id && c.endpoint == task.as_str()
+            })
+            .count();
+        out.push(
+            Observation::expect(
+                ID,
+                left == 0,
+                "truth:failed-request-left-nothing",
+                format!(
+                    "the failed request ({}, {request_id:.16}, {task}) left {left} audit rows",
+                    case.tenant_label(tenant)
+                ),
+            )
+            .on("llm_api_calls"),
+        );
+    }
     let mut counted: BTreeMap<Uuid, i64> = BTreeMap::new();
     for r in &case.truth.rollups {
         *counted.entry(r.tenant).or_default() += r.total_calls;

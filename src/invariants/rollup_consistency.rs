@@ -45,6 +45,30 @@ pub fn check(case: &Case<'_>) -> Vec<Observation> {
             .on("llm_monthly_costs"),
         );
     }
+    // A tenant of the case with no audit rows must have no rollup either.
+    for tenant in case.plan.existing_tenants() {
+        let has_calls = case.truth.calls.iter().any(|c| c.tenant == tenant);
+        if !has_calls {
+            let rollups = case
+                .truth
+                .rollups
+                .iter()
+                .filter(|r| r.tenant == tenant)
+                .count();
+            out.push(
+                Observation::expect(
+                    ID,
+                    rollups == 0,
+                    "truth:no-calls-no-rollup",
+                    format!(
+                        "tenant {} has no audit rows but {rollups} rollup rows",
+                        case.tenant_label(tenant)
+                    ),
+                )
+                .on("llm_monthly_costs"),
+            );
+        }
+    }
     for ((tenant, month), (calls, _)) in audit {
         out.push(
             Observation::violated(
