@@ -45,7 +45,8 @@ fn snapshot_all(name: &str, report: &Report) {
             (r"\d+ asked, \d+ run, \d+ while shrinking", "[n] asked, [n] run, [n] while shrinking"),
             (r"\| tasks \|[^\n]*", "| tasks | [counts] |"),
             (r"(?m)^([a-z-]+ +)\d+(  .*)$", "$1[n]$2"),
-            (r"\((\d+)\)", "([n])"),
+            // fault coverage: `exactly-once (3)`
+            (r"\b([a-z]+-[a-z-]+|atomicity|durability) \(\d+\)", "$1 ([n])"),
         ] {
             settings.add_filter(pattern, with);
         }
