@@ -212,7 +212,7 @@ async fn check(
 /// junit.xml, and exit by the verdict.
 fn finish(report: &Report, out: &Path) -> anyhow::Result<ExitCode> {
     let written = rlsgate::evidence::write(report, out)?;
-    print!("{}", report.verdict_table());
+    print!("{}", rlsgate::evidence::text::verdicts(report));
     if let Some(c) = &report.counterexample {
         println!("\nminimal counterexample:\n{}", c.transcript);
     }

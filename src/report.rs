@@ -225,36 +225,6 @@ impl Report {
             .map(|r| r.id)
             .collect()
     }
-
-    /// The verdict table printed at the end of a run.
-    pub fn verdict_table(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{:<20} {:<13} {:>8} {:>10} {:>12}",
-            "invariant", "status", "checks", "violations", "inconclusive"
-        );
-        for r in &self.invariants {
-            let _ = writeln!(
-                out,
-                "{:<20} {:<13} {:>8} {:>10} {:>12}",
-                r.id.id(),
-                r.status.as_str(),
-                r.checks,
-                r.violation_count,
-                r.inconclusive_count
-            );
-        }
-        for r in &self.invariants {
-            for v in r.violations.iter().take(3) {
-                let _ = writeln!(out, "  {v}");
-            }
-            for v in r.inconclusive.iter().take(2) {
-                let _ = writeln!(out, "  {v}");
-            }
-        }
-        out
-    }
 }
 
 /// Render the transcript of a failing case: tenants, each step's deliveries with what the

@@ -137,6 +137,30 @@ impl Probed {
     }
 }
 
+impl Probed {
+    fn from_error(e: &tokio_postgres::Error) -> Self {
+        Self::Error(
+            e.code().map(|c| c.code().to_string()),
+            crate::error::describe_db_error(e),
+        )
+    }
+}
+
+/// Run `statement` between a savepoint of `tx` and a rollback to it, whatever it does.
+async fn in_savepoint<T>(
+    tx: &tokio_postgres::Transaction<'_>,
+    statement: impl std::future::Future<Output = T>,
+) -> Result<T> {
+    tx.batch_execute("SAVEPOINT rlsgate_probe")
+        .await
+        .map_err(|e| Error::database("making a probe savepoint", e))?;
+    let result = statement.await;
+    tx.batch_execute("ROLLBACK TO SAVEPOINT rlsgate_probe")
+        .await
+        .map_err(|e| Error::database("rolling a probe back", e))?;
+    Ok(result)
+}
+
 /// Run `sql` inside a savepoint of `tx` (rolled back whatever happens), returning the rows it
 /// affected or the error it raised.
 ///
@@ -147,23 +171,11 @@ pub async fn probe_statement(
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Probed> {
-    tx.batch_execute("SAVEPOINT rlsgate_probe")
-        .await
-        .map_err(|e| Error::database("making a probe savepoint", e))?;
-    let result = match tx.execute(sql, params).await {
-        Ok(n) => Probed::Rows(n),
-        Err(e) => Probed::Error(
-            e.code().map(|c| c.code().to_string()),
-            crate::error::describe_db_error(&e),
-        ),
-    };
-    tx.batch_execute("ROLLBACK TO SAVEPOINT rlsgate_probe")
-        .await
-        .map_err(|e| Error::database("rolling a probe back", e))?;
-    Ok(result)
+    let result = in_savepoint(tx, tx.execute(sql, params)).await?;
+    Ok(result.map_or_else(|e| Probed::from_error(&e), Probed::Rows))
 }
 
-/// Run a counting query `sql` (one row, one bigint column) in a savepoint of `tx`.
+/// Run a counting query `sql` (one row of bigint columns) in a savepoint of `tx`.
 ///
 /// # Errors
 /// As [`probe_statement`].
@@ -172,20 +184,10 @@ pub async fn probe_count(
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<std::result::Result<Vec<i64>, Probed>> {
-    tx.batch_execute("SAVEPOINT rlsgate_probe")
-        .await
-        .map_err(|e| Error::database("making a probe savepoint", e))?;
-    let result = match tx.query_one(sql, params).await {
-        Ok(row) => Ok((0..row.len()).map(|i| row.get::<_, i64>(i)).collect()),
-        Err(e) => Err(Probed::Error(
-            e.code().map(|c| c.code().to_string()),
-            crate::error::describe_db_error(&e),
-        )),
-    };
-    tx.batch_execute("ROLLBACK TO SAVEPOINT rlsgate_probe")
-        .await
-        .map_err(|e| Error::database("rolling a probe back", e))?;
-    Ok(result)
+    let result = in_savepoint(tx, tx.query_one(sql, params)).await?;
+    Ok(result
+        .map(|row| (0..row.len()).map(|i| row.get::<_, i64>(i)).collect())
+        .map_err(|e| Probed::from_error(&e)))
 }
 
 /// Set the tenant context transaction-locally in `tx`.

@@ -20,7 +20,7 @@ fn settings() -> Settings {
 fn summary(report: &Report) -> String {
     format!(
         "{}\n{}",
-        report.verdict_table(),
+        rlsgate::evidence::text::verdicts(report),
         report
             .counterexample
             .as_ref()

@@ -38,15 +38,27 @@ fn snapshot_all(name: &str, report: &Report) {
     let mut settings = insta::Settings::clone_current();
     if name != "reference" {
         for (pattern, with) in [
-            (r"(holds|violated|inconclusive)( +)\d+ +\d+ +\d+", "$1$2[n] [n] [n]"),
-            (r"\d+ checks, \d+ violated, \d+ inconclusive", "[n] checks, [n] violated, [n] inconclusive"),
+            (
+                r"(holds|violated|inconclusive)( +)\d+ +\d+ +\d+",
+                "$1$2[n] [n] [n]",
+            ),
+            (
+                r"\d+ checks, \d+ violated, \d+ inconclusive",
+                "[n] checks, [n] violated, [n] inconclusive",
+            ),
             (r"\d+ check\(s\)", "[n] check(s)"),
             (r#"(assertions|tests|failures)="\d+""#, r#"$1="[n]""#),
-            (r"\d+ asked, \d+ run, \d+ while shrinking", "[n] asked, [n] run, [n] while shrinking"),
+            (
+                r"\d+ asked, \d+ run, \d+ while shrinking",
+                "[n] asked, [n] run, [n] while shrinking",
+            ),
             (r"\| tasks \|[^\n]*", "| tasks | [counts] |"),
             (r"(?m)^([a-z-]+ +)\d+(  .*)$", "$1[n]$2"),
             // fault coverage: `exactly-once (3)`
-            (r"\b([a-z]+-[a-z-]+|atomicity|durability) \(\d+\)", "$1 ([n])"),
+            (
+                r"\b([a-z]+-[a-z-]+|atomicity|durability) \(\d+\)",
+                "$1 ([n])",
+            ),
         ] {
             settings.add_filter(pattern, with);
         }
