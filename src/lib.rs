@@ -39,6 +39,7 @@
 //! See [`config`]: nothing outside it reads the environment.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod config;
 pub mod database;
 pub mod error;

@@ -79,6 +79,19 @@ enum Command {
         #[arg(long)]
         database_url: String,
     },
+    /// Measure server start, per-case isolation, throughput, growth, time to detection and
+    /// peak memory; print a table and write DIR/bench.json.
+    Bench {
+        /// auto, container, local or external (default: RLSGATE_BACKEND, else auto).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Where bench.json goes.
+        #[arg(long, default_value = "target/rlsgate")]
+        out: PathBuf,
+        /// One repetition of everything at tiny sizes (a smoke test, not a measurement).
+        #[arg(long)]
+        tiny: bool,
+    },
     /// Render evidence.md and junit.xml again from a saved report.json (into the report's
     /// directory unless --out says otherwise).
     Evidence {
@@ -116,6 +129,7 @@ fn main() -> ExitCode {
                 campaign,
             } => check(&database_url, runtime_url.as_deref(), campaign).await,
             Command::Setup { database_url } => setup(&database_url).await,
+            Command::Bench { backend, out, tiny } => bench(backend, &out, tiny).await,
             Command::Evidence { from, out } => evidence(&from, out.as_deref()),
             Command::Clean => clean().await,
             Command::Variants => {
@@ -239,6 +253,23 @@ fn finish(report: &Report, out: &Path) -> anyhow::Result<ExitCode> {
     println!("reproduce: {}", report.reproduce);
     println!("verdict: {}", report.verdict.as_str());
     Ok(ExitCode::from(report.verdict.exit_code()))
+}
+
+async fn bench(backend: Option<String>, out: &Path, tiny: bool) -> anyhow::Result<ExitCode> {
+    let settings = settings(backend, None, None)?;
+    let options = if tiny {
+        rlsgate::bench::BenchOptions::tiny()
+    } else {
+        rlsgate::bench::BenchOptions::default()
+    };
+    let report = rlsgate::bench::run(&settings, &options).await?;
+    print!("{}", report.table());
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let path = out.join("bench.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn evidence(from: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {

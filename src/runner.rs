@@ -60,6 +60,8 @@ pub struct CampaignOptions {
     pub shape: WorkloadShape,
     /// The longest shrinking may take.
     pub max_shrink_time: Duration,
+    /// The most shrinking steps (0: report the first failing case as it is).
+    pub max_shrink_iters: u32,
     /// Connections in the worker's pool.
     pub pool_size: usize,
     /// Where proptest saves failing seeds (a `proptest-regressions` file), if anywhere.
@@ -76,6 +78,7 @@ impl Default for CampaignOptions {
             variants: BTreeSet::new(),
             shape: WorkloadShape::default(),
             max_shrink_time: Duration::from_secs(20),
+            max_shrink_iters: 512,
             pool_size: 4,
             regressions: None,
             progress: Progress::Off,
@@ -284,8 +287,11 @@ async fn campaign(
     seed[..8].copy_from_slice(&options.seed.to_le_bytes());
     let config = ProptestConfig {
         cases: options.cases,
-        max_shrink_time: u32::try_from(options.max_shrink_time.as_millis()).unwrap_or(u32::MAX),
-        max_shrink_iters: 512,
+        // Zero would mean "no limit" to proptest.
+        max_shrink_time: u32::try_from(options.max_shrink_time.as_millis())
+            .unwrap_or(u32::MAX)
+            .max(1),
+        max_shrink_iters: options.max_shrink_iters,
         failure_persistence: options
             .regressions
             .map(|p| Box::new(FileFailurePersistence::Direct(p)) as _),

@@ -6,6 +6,7 @@
 
 mod backends; // each backend starts, serves app_user, leaves nothing behind
 mod bad_input; // every bad input gets a clear error that names the fix
+mod bench; // rlsgate bench, tiny: runs end to end, bench.json has every field
 mod campaign; // the reference holds under every fault; each variant is caught by its invariant
 mod cli; // the binary: setup is idempotent, run prints a verdict
 mod evidence; // snapshots of every artifact; same seed, same evidence; evidence --from
