@@ -126,6 +126,9 @@ pub struct Performance {
     pub tasks_per_second: f64,
     /// Cases per second of case time.
     pub cases_per_second: f64,
+    /// From the start of the run (server start included) to the first violation seen: after
+    /// the static checks, or at the end of the first failing case.
+    pub first_violation_ms: Option<u64>,
 }
 
 /// What the catalog says about the runtime, read once per campaign: the evidence of the

@@ -171,6 +171,7 @@ struct State<'t> {
     coverage: BTreeMap<FaultKind, BTreeMap<InvariantId, u64>>,
     executions: u64,
     first_failure: Option<u64>,
+    first_violation: Option<Duration>,
     case_time: Duration,
     created_tenants: Vec<Uuid>,
     created_dlq: Vec<Uuid>,
@@ -246,6 +247,7 @@ async fn campaign(
     }
     let runtime_config = target.config(Role::Runtime).await?;
     ledger.record_all(runtime_lacks_ddl::check(&runtime_config, &subject, &relations).await?);
+    let static_violation = (!ledger.violated().is_empty()).then(|| started.elapsed());
 
     let shape = if target.can_crash() {
         options.shape.clone()
@@ -276,6 +278,7 @@ async fn campaign(
         coverage: BTreeMap::new(),
         executions: 0,
         first_failure: None,
+        first_violation: static_violation,
         case_time: Duration::ZERO,
         created_tenants: Vec::new(),
         created_dlq: Vec::new(),
@@ -343,6 +346,7 @@ async fn campaign(
                             let text = transcript(&plan, &history, &violations);
                             let n = st.executions;
                             st.first_failure.get_or_insert(n);
+                            st.first_violation.get_or_insert(started.elapsed());
                             st.failures.push((w.clone(), violations, text));
                             Err(TestCaseError::fail(reason))
                         }
@@ -408,6 +412,7 @@ async fn campaign(
             cases_ms: st.case_time.as_millis() as u64,
             tasks_per_second: st.tasks.total as f64 / case_secs,
             cases_per_second: st.executions as f64 / case_secs,
+            first_violation_ms: st.first_violation.map(|d| d.as_millis() as u64),
         },
         ..report_base
     })
