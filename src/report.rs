@@ -315,6 +315,7 @@ pub fn transcript(plan: &Plan, history: &History, violations: &[Observation]) ->
     out
 }
 
-fn one_line(sql: &str) -> String {
+/// `sql` on one line, runs of whitespace collapsed (for transcripts and reports).
+pub fn one_line(sql: &str) -> String {
     sql.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -70,11 +70,7 @@ pub fn render(report: &Report) -> String {
         for o in samples.iter().filter(|o| seen.insert(o.to_string())) {
             let _ = writeln!(body, "- {o}");
             if let Some(s) = &o.statement {
-                let _ = writeln!(
-                    body,
-                    "  statement: {}",
-                    s.split_whitespace().collect::<Vec<_>>().join(" ")
-                );
+                let _ = writeln!(body, "  statement: {}", crate::report::one_line(s));
             }
         }
         if let Some(c) = &report.counterexample

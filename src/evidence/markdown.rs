@@ -71,11 +71,7 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
             for o in shown {
                 let _ = writeln!(out, "{o}");
                 if let Some(s) = &o.statement {
-                    let _ = writeln!(
-                        out,
-                        "  statement: {}",
-                        s.split_whitespace().collect::<Vec<_>>().join(" ")
-                    );
+                    let _ = writeln!(out, "  statement: {}", crate::report::one_line(s));
                 }
             }
             out.push_str("```\n");

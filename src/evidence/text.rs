@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::evidence::redact::redact;
 use crate::invariants::identity::RuntimeIdentity;
-use crate::report::{Report, StaticEvidence};
+use crate::report::{Report, StaticEvidence, one_line};
 
 fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
@@ -211,8 +211,4 @@ pub fn policies(evidence: &StaticEvidence) -> String {
         }
     }
     out
-}
-
-fn one_line(sql: &str) -> String {
-    sql.split_whitespace().collect::<Vec<_>>().join(" ")
 }

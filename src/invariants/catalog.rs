@@ -39,18 +39,6 @@ impl Relation {
     pub fn is_tenant_relation(&self) -> bool {
         self.has_tenant_column
     }
-
-    /// `table`, `partitioned table`, `view`, ... for reports.
-    pub fn kind_name(&self) -> &'static str {
-        match self.kind {
-            'r' => "table",
-            'p' => "partitioned table",
-            'v' => "view",
-            'm' => "materialized view",
-            'f' => "foreign table",
-            _ => "relation",
-        }
-    }
 }
 
 /// Every table, partitioned table, view, materialized view and foreign table of the subject's

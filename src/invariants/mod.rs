@@ -473,11 +473,6 @@ impl Case<'_> {
     }
 }
 
-/// Whether any of `observations` is a violation.
-pub fn any_violated(observations: &[Observation]) -> bool {
-    observations.iter().any(|o| o.status == Status::Violated)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -105,17 +105,6 @@ impl ProbeSession {
             None
         }
     }
-
-    /// Why the session bypasses RLS everywhere (superuser or BYPASSRLS), if it does.
-    pub fn bypasses_everywhere(&self) -> Option<Bypass> {
-        if self.superuser {
-            Some(Bypass::Superuser)
-        } else if self.bypassrls {
-            Some(Bypass::BypassRls)
-        } else {
-            None
-        }
-    }
 }
 
 /// How a probe statement ended.
