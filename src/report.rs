@@ -1,5 +1,5 @@
-//! The report of a campaign: `report.json`'s schema, the verdict, the counterexample
-//! transcript, and the verdict table printed at the end of a run.
+//! The report of a campaign: `report.json`'s schema, the verdict, and the counterexample
+//! transcript.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

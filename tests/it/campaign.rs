@@ -73,6 +73,11 @@ async fn the_reference_system_holds_every_invariant_under_every_fault_kind() {
 #[case::fail_open_context(Variant::FailOpenContext, InvariantId::NoContextClosed)]
 #[case::claim_committed_early(Variant::ClaimCommittedEarly, InvariantId::Atomicity)]
 #[case::async_commit(Variant::AsyncCommit, InvariantId::Durability)]
+#[case::missing_grant_rejects_valid_work(Variant::MissingGrant, InvariantId::ExpectedOutcome)]
+#[case::runtime_owner_can_alter_its_tables(
+    Variant::RlsNotForcedRuntimeOwner,
+    InvariantId::RuntimeLacksDdl
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_catches_each_broken_variant_by_its_invariant(
     #[case] variant: Variant,
