@@ -233,6 +233,12 @@ fn in_variable(err: Error, variable: &str) -> Error {
     Error::config(format!("{variable}: {}", err.message()))
 }
 
+/// The value of environment variable `name`, when set and not empty (for `rlsgate.toml` keys
+/// that name a variable, such as `roles.runtime_url_env`).
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

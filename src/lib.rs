@@ -49,6 +49,7 @@ pub mod faults;
 pub mod history;
 pub mod invariants;
 pub mod migrations;
+pub mod project;
 pub mod provision;
 pub mod report;
 pub mod roles;

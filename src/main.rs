@@ -57,17 +57,26 @@ enum Command {
         #[command(flatten)]
         campaign: CampaignArgs,
     },
-    /// Check an existing database that holds the reference schema (as `rlsgate setup` makes
-    /// it): the same invariants, with fresh tenants of its own that it removes at the end. It
-    /// never changes the schema or roles.
+    /// Check a project described by an rlsgate.toml (--config): its migrations applied into a
+    /// fresh database on the selected backend, or the existing database of --database-url.
+    /// Without --config: an existing database holding the reference schema (as `rlsgate setup`
+    /// makes it). Either way, fresh tenants of its own that it removes at the end; it never
+    /// changes the schema or roles of an existing database. Exit codes as `run`.
     Check {
-        /// Superuser URL of the database to check.
+        /// The project's rlsgate.toml (or a directory holding one); docs/project.md.
         #[arg(long)]
-        database_url: String,
+        config: Option<PathBuf>,
+        /// Superuser URL of the database to check (required without --config).
+        #[arg(long)]
+        database_url: Option<String>,
         /// The runtime's login URL (postgres://app_user:PASSWORD@HOST/DB); without it every
         /// probe is inconclusive.
         #[arg(long)]
         runtime_url: Option<String>,
+        /// auto, container, local or external, for a project's migrations (default:
+        /// RLSGATE_BACKEND, else auto).
+        #[arg(long)]
+        backend: Option<String>,
         #[command(flatten)]
         campaign: CampaignArgs,
     },
@@ -124,10 +133,26 @@ fn main() -> ExitCode {
                 campaign,
             } => run(backend, image, database_url, variants, campaign).await,
             Command::Check {
+                config: Some(config),
                 database_url,
                 runtime_url,
+                backend,
                 campaign,
-            } => check(&database_url, runtime_url.as_deref(), campaign).await,
+            } => check_project(&config, database_url, runtime_url, backend, campaign).await,
+            Command::Check {
+                config: None,
+                database_url,
+                runtime_url,
+                backend: _,
+                campaign,
+            } => {
+                let url = database_url.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "rlsgate check needs --config rlsgate.toml (a project) or --database-url URL (the reference schema)"
+                    )
+                })?;
+                check(&url, runtime_url.as_deref(), campaign).await
+            }
             Command::Setup { database_url } => setup(&database_url).await,
             Command::Bench { backend, out, tiny } => bench(backend, &out, tiny).await,
             Command::Evidence { from, out } => evidence(&from, out.as_deref()),
@@ -222,6 +247,38 @@ async fn check(
     finish(&report, &args.out)
 }
 
+async fn check_project(
+    config: &Path,
+    database_url: Option<String>,
+    runtime_url: Option<String>,
+    backend: Option<String>,
+    args: CampaignArgs,
+) -> anyhow::Result<ExitCode> {
+    let project = rlsgate::project::ProjectConfig::load(config)?;
+    let settings = settings(backend, None, None)?;
+    if args.cases == 0 {
+        anyhow::bail!("--cases must be at least 1");
+    }
+    let options = rlsgate::project::ProjectOptions {
+        cases: args.cases,
+        seed: args.seed,
+        progress: true,
+        ..rlsgate::project::ProjectOptions::default()
+    };
+    eprintln!(
+        "rlsgate: checking the project of {} ({} DML sequences, seed {})",
+        config.display(),
+        options.cases,
+        options.seed
+    );
+    let source = rlsgate::project::Source {
+        database_url,
+        runtime_url,
+    };
+    let report = rlsgate::project::check(&settings, &project, &source, &options).await?;
+    finish(&report, &args.out)
+}
+
 /// Print the verdict table and the counterexample, write report.json, evidence.md and
 /// junit.xml, and exit by the verdict.
 fn finish(report: &Report, out: &Path) -> anyhow::Result<ExitCode> {
@@ -229,6 +286,13 @@ fn finish(report: &Report, out: &Path) -> anyhow::Result<ExitCode> {
     print!("{}", rlsgate::evidence::text::verdicts(report));
     if let Some(c) = &report.counterexample {
         println!("\nminimal counterexample:\n{}", c.transcript);
+    }
+    if let Some(r) = report
+        .project
+        .as_ref()
+        .and_then(|p| p.reproduction.as_ref())
+    {
+        println!("\nminimal reproduction:\n{r}");
     }
     let p = &report.performance;
     let shrinking = report.shrink_runs;

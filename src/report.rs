@@ -181,6 +181,10 @@ pub struct Report {
     pub reproduce: String,
     /// The catalog evidence of the static checks.
     pub evidence: StaticEvidence,
+    /// For a project (`rlsgate check --config`): what was discovered and seeded, and the
+    /// minimal DML reproduction when the DML property failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<crate::project::Discovery>,
 }
 
 impl Report {

@@ -122,45 +122,12 @@ pub async fn bootstrap(
         ),
     ];
     for (name, login, attributes) in specs {
-        let row = superuser
-            .query_opt(
-                "SELECT coalesce(shobj_description(oid, 'pg_authid'), '') FROM pg_roles WHERE rolname = $1",
-                &[&name],
-            )
-            .await
-            .map_err(|e| Error::database(format!("looking up role {name}"), e))?;
-        let password = login
-            .map(|c| format!(" PASSWORD {}", quote_literal(&c.password)))
-            .unwrap_or_default();
-        let statement = match (row, existing) {
-            (None, _) => {
-                report.created.push(name.to_string());
-                format!("CREATE ROLE {name} {attributes}{password}")
-            }
-            (Some(_), Existing::Keep) => {
-                report.kept.push(name.to_string());
-                continue;
-            }
-            (Some(row), Existing::TakeOver) => {
-                let comment: String = row.get(0);
-                if comment != MARKER {
-                    return Err(Error::provisioning(format!(
-                        "role {name} already exists on this server and was not created by rlsgate; \
-                         use a server where the roles {MIGRATION_OWNER}, {APP_RW}, {APP_RO} and {APP_USER} \
-                         are free (RLSGATE_BACKEND=local or container), or drop the role"
-                    )));
-                }
-                report.reset.push(name.to_string());
-                format!("ALTER ROLE {name} {attributes}{password}")
-            }
-        };
-        superuser
-            .batch_execute(&format!(
-                "{statement}; COMMENT ON ROLE {name} IS {}",
-                quote_literal(MARKER)
-            ))
-            .await
-            .map_err(|e| Error::database(format!("creating role {name}"), e))?;
+        let password = login.map(|c| c.password.as_str());
+        match ensure(superuser, name, attributes, password, existing).await? {
+            Ensured::Created => report.created.push(name.to_string()),
+            Ensured::Reset => report.reset.push(name.to_string()),
+            Ensured::Kept => report.kept.push(name.to_string()),
+        }
     }
     if !report.created.is_empty() || !report.reset.is_empty() {
         superuser
@@ -169,6 +136,71 @@ pub async fn bootstrap(
             .map_err(|e| Error::database("granting app_rw and app_ro to app_user", e))?;
     }
     Ok(report)
+}
+
+/// What [`ensure`] did to a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    /// It did not exist and was created.
+    Created,
+    /// rlsgate had created it earlier; its attributes (and password) were reset.
+    Reset,
+    /// It existed and was left as it was ([`Existing::Keep`]).
+    Kept,
+}
+
+/// Create role `name` with `attributes` (and `password`, for a login) as the connected
+/// superuser, or treat an existing one as `existing` says. Marks what it creates as rlsgate's.
+///
+/// # Errors
+/// A provisioning error when the role exists, rlsgate did not create it, and `existing` is
+/// [`Existing::TakeOver`]; a database error when a statement fails.
+pub async fn ensure(
+    superuser: &Client,
+    name: &str,
+    attributes: &str,
+    password: Option<&str>,
+    existing: Existing,
+) -> Result<Ensured> {
+    let row = superuser
+        .query_opt(
+            "SELECT coalesce(shobj_description(oid, 'pg_authid'), '') FROM pg_roles WHERE rolname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(|e| Error::database(format!("looking up role {name}"), e))?;
+    let password = password
+        .map(|p| format!(" PASSWORD {}", quote_literal(p)))
+        .unwrap_or_default();
+    let ident = quote_ident(name);
+    let (statement, ensured) = match (row, existing) {
+        (None, _) => (
+            format!("CREATE ROLE {ident} {attributes}{password}"),
+            Ensured::Created,
+        ),
+        (Some(_), Existing::Keep) => return Ok(Ensured::Kept),
+        (Some(row), Existing::TakeOver) => {
+            let comment: String = row.get(0);
+            if comment != MARKER {
+                return Err(Error::provisioning(format!(
+                    "role {name} already exists on this server and was not created by rlsgate; \
+                     use a server where it is free (RLSGATE_BACKEND=local or container), or drop the role"
+                )));
+            }
+            (
+                format!("ALTER ROLE {ident} {attributes}{password}"),
+                Ensured::Reset,
+            )
+        }
+    };
+    superuser
+        .batch_execute(&format!(
+            "{statement}; COMMENT ON ROLE {ident} IS {}",
+            quote_literal(MARKER)
+        ))
+        .await
+        .map_err(|e| Error::database(format!("creating role {name}"), e))?;
+    Ok(ensured)
 }
 
 /// Drop the roles rlsgate created, after every database that references them is gone.

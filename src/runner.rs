@@ -223,6 +223,7 @@ async fn campaign(
         performance: Performance::default(),
         reproduce: String::new(),
         evidence,
+        project: None,
     };
     if !target.has_login(Role::Runtime) {
         for id in [

@@ -14,8 +14,10 @@ pub struct Relation {
     /// `pg_class.relkind`: `r` table, `p` partitioned, `v` view, `m` materialized view, `f`
     /// foreign table.
     pub kind: char,
-    /// Whether it has the tenant column.
-    pub has_tenant_column: bool,
+    /// Its tenant column: the first of the subject's tenant columns it has, if any.
+    pub tenant_column: Option<String>,
+    /// Whether it is a partition of another table.
+    pub is_partition: bool,
     /// Row-level security enabled.
     pub rls_enabled: bool,
     /// Row-level security forced (the owner is filtered too).
@@ -35,9 +37,17 @@ pub struct Relation {
 }
 
 impl Relation {
-    /// Whether the relation holds tenant data (it has the tenant column).
+    /// Whether the relation holds tenant data (it has a tenant column).
     pub fn is_tenant_relation(&self) -> bool {
-        self.has_tenant_column
+        self.tenant_column.is_some()
+    }
+
+    /// The tenant column, quoted for SQL (empty when the relation has none).
+    pub fn tenant_column_sql(&self) -> String {
+        self.tenant_column
+            .as_deref()
+            .map(crate::roles::quote_ident)
+            .unwrap_or_default()
     }
 }
 
@@ -50,29 +60,34 @@ pub async fn relations(oracle: &Client, subject: &Subject) -> Result<Vec<Relatio
     let rows = oracle
         .query(
             "SELECT format('%I.%I', n.nspname, c.relname), c.relkind::text,
-                    EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = $2
-                              AND a.attnum > 0 AND NOT a.attisdropped),
+                    (SELECT a.attname::text FROM unnest($2::text[]) WITH ORDINALITY AS u(name, i)
+                     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = u.name
+                                        AND a.attnum > 0 AND NOT a.attisdropped
+                     ORDER BY u.i LIMIT 1),
                     c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner)::text,
                     r.rolname IS NOT NULL AND has_table_privilege(r.oid, c.oid, 'SELECT'),
                     r.rolname IS NOT NULL AND has_table_privilege(r.oid, c.oid, 'INSERT'),
                     r.rolname IS NOT NULL AND has_table_privilege(r.oid, c.oid, 'UPDATE'),
                     r.rolname IS NOT NULL AND has_table_privilege(r.oid, c.oid, 'DELETE'),
-                    coalesce(c.reloptions::text[] && ARRAY['security_invoker=true', 'security_invoker=on', 'security_invoker=1'], false)
+                    coalesce(c.reloptions::text[] && ARRAY['security_invoker=true', 'security_invoker=on', 'security_invoker=1'], false),
+                    c.relispartition
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
              LEFT JOIN pg_roles r ON r.rolname = $3
              WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
              ORDER BY 1",
-            &[&subject.schemas, &subject.tenant_column, &subject.runtime_role],
+            &[&subject.schemas, &subject.tenant_columns, &subject.runtime_role],
         )
         .await
         .map_err(|e| Error::database("reading the relations of the catalog", e))?;
     Ok(rows
         .iter()
+        .filter(|r| subject.covers(r.get(0)))
         .map(|r| Relation {
             name: r.get(0),
             kind: r.get::<_, String>(1).chars().next().unwrap_or('?'),
-            has_tenant_column: r.get(2),
+            tenant_column: r.get(2),
+            is_partition: r.get(11),
             rls_enabled: r.get(3),
             rls_forced: r.get(4),
             owner: r.get(5),

@@ -54,7 +54,7 @@ pub async fn check(
             let sql = format!(
                 "SELECT count(*) FROM {} WHERE {} IS NOT NULL",
                 rel.name,
-                crate::roles::quote_ident(&subject.tenant_column)
+                rel.tenant_column_sql()
             );
             let o = match client.query_one(&sql, &[]).await {
                 Err(e) => Observation::holds(ID, "POOL-read")

@@ -381,6 +381,17 @@ impl Default for Ledger {
 }
 
 impl Ledger {
+    /// A ledger of `invariants` only: the others do not apply to what is checked (a project
+    /// without the built-in worker has no history invariants), so the report leaves them out.
+    pub fn scoped(invariants: impl IntoIterator<Item = InvariantId>) -> Self {
+        Self {
+            tallies: invariants
+                .into_iter()
+                .map(|i| (i, Tally::default()))
+                .collect(),
+        }
+    }
+
     /// Count `observation` against its invariant.
     pub fn record(&mut self, observation: Observation) {
         let tally = self.tallies.entry(observation.invariant).or_default();
@@ -416,7 +427,9 @@ impl Ledger {
 
     /// Every invariant's tally, in the order of [`InvariantId::ALL`].
     pub fn tallies(&self) -> impl Iterator<Item = (InvariantId, &Tally)> {
-        InvariantId::ALL.into_iter().map(|i| (i, &self.tallies[&i]))
+        InvariantId::ALL
+            .into_iter()
+            .filter_map(|i| self.tallies.get(&i).map(|t| (i, t)))
     }
 
     /// The invariants violated so far.

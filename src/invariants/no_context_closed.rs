@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::invariants::catalog::Relation;
 use crate::invariants::probe::{Probed, probe_count, probe_statement, sample_row};
 use crate::invariants::{InvariantId, Observation, ProbeSession, Subject};
-use crate::roles::quote_ident;
 
 const ID: InvariantId = InvariantId::NoContextClosed;
 
@@ -26,13 +25,12 @@ pub async fn check(
 ) -> Result<Vec<Observation>> {
     let mut session = ProbeSession::open(runtime, subject).await?;
     let mut out = Vec::new();
-    let column = quote_ident(&subject.tenant_column);
     let mut samples = Vec::new();
     for rel in relations
         .iter()
         .filter(|r| r.is_tenant_relation() && matches!(r.kind, 'r' | 'p'))
     {
-        samples.push(sample_row(oracle, &rel.name, subject, &tenant.0).await?);
+        samples.push(sample_row(oracle, rel, &tenant.0).await?);
     }
     for phase in ["never-set", "set-then-ended"] {
         if phase == "set-then-ended" {
@@ -58,6 +56,7 @@ pub async fn check(
                 .await
                 .map_err(|e| Error::database("opening a NOCTX probe", e))?;
             let probe = format!("NOCTX-{phase}");
+            let column = rel.tenant_column_sql();
             if rel.runtime_can_select {
                 let sql = format!(
                     "SELECT count(*) FILTER (WHERE {column} IS NOT NULL) FROM {}",

@@ -7,6 +7,7 @@ use tokio_postgres::{Client, Config};
 
 use crate::error::{Error, Result};
 use crate::invariants::Subject;
+use crate::invariants::catalog::Relation;
 use crate::provision::Server;
 
 /// Why a role's view of a relation is not filtered by row-level security.
@@ -188,13 +189,19 @@ pub async fn set_context(
     subject: &Subject,
     tenant: &str,
 ) -> Result<()> {
-    tx.execute(
-        "SELECT set_config($1, $2, true)",
-        &[&subject.tenant_setting, &tenant],
-    )
-    .await
-    .map(drop)
-    .map_err(|e| Error::database("setting the tenant context for a probe", e))
+    let result = match &subject.set_context {
+        Some(statement) => tx.execute(statement.as_str(), &[&tenant]).await,
+        None => {
+            tx.execute(
+                "SELECT set_config($1, $2, true)",
+                &[&subject.tenant_setting, &tenant],
+            )
+            .await
+        }
+    };
+    result
+        .map(drop)
+        .map_err(|e| Error::database("setting the tenant context for a probe", e))
 }
 
 /// One row of `tenant` in `relation`, as the oracle reads it: its JSON (to re-insert a copy)
@@ -204,18 +211,18 @@ pub async fn set_context(
 /// A database error when the read fails.
 pub async fn sample_row(
     oracle: &Client,
-    relation: &str,
-    subject: &Subject,
+    relation: &Relation,
     tenant: &str,
 ) -> Result<Option<(String, String)>> {
     let sql = format!(
-        "SELECT row_to_json(t)::text, t::text FROM {relation} t WHERE {}::text = $1 LIMIT 1",
-        crate::roles::quote_ident(&subject.tenant_column)
+        "SELECT row_to_json(t)::text, t::text FROM {} t WHERE {}::text = $1 LIMIT 1",
+        relation.name,
+        relation.tenant_column_sql()
     );
     let row = oracle
         .query_opt(&sql, &[&tenant])
         .await
-        .map_err(|e| Error::database(format!("sampling a row of {relation}"), e))?;
+        .map_err(|e| Error::database(format!("sampling a row of {}", relation.name), e))?;
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
@@ -223,19 +230,15 @@ pub async fn sample_row(
 ///
 /// # Errors
 /// A database error when the count fails.
-pub async fn oracle_count(
-    oracle: &Client,
-    relation: &str,
-    subject: &Subject,
-    tenant: &str,
-) -> Result<i64> {
+pub async fn oracle_count(oracle: &Client, relation: &Relation, tenant: &str) -> Result<i64> {
     let sql = format!(
-        "SELECT count(*) FROM {relation} WHERE {}::text = $1",
-        crate::roles::quote_ident(&subject.tenant_column)
+        "SELECT count(*) FROM {} WHERE {}::text = $1",
+        relation.name,
+        relation.tenant_column_sql()
     );
     Ok(oracle
         .query_one(&sql, &[&tenant])
         .await
-        .map_err(|e| Error::database(format!("counting rows of {relation}"), e))?
+        .map_err(|e| Error::database(format!("counting rows of {}", relation.name), e))?
         .get(0))
 }

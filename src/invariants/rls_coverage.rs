@@ -12,7 +12,10 @@
 //!   cannot touch directly is governed by its parent's policies;
 //! - views the runtime can read: `security_invoker` (PostgreSQL 15+), else they read their base
 //!   tables with their owner's privileges;
-//! - materialized views and foreign tables the runtime can read: violated, neither carries RLS.
+//! - materialized views and foreign tables the runtime can read: violated, neither carries RLS;
+//! - SECURITY DEFINER functions the runtime can execute: violated when their owner bypasses RLS
+//!   on a tenant relation (superuser, BYPASSRLS, or owner of a relation whose RLS is not
+//!   forced), or when they do not pin `search_path`.
 //!
 //! [`catalogue`] returns what was read, per tenant relation, for the evidence pack.
 
@@ -171,6 +174,8 @@ pub struct PolicyEntry {
     pub relation: String,
     /// What kind of relation.
     pub kind: RelationKind,
+    /// The column that holds the tenant.
+    pub tenant_column: String,
     /// Row-level security enabled.
     pub rls_enabled: bool,
     /// Row-level security forced (the owner is filtered too).
@@ -295,6 +300,7 @@ pub async fn catalogue(oracle: &Client, subject: &Subject) -> Result<Vec<PolicyE
             .collect();
             Some(PolicyEntry {
                 policies: policies.remove(&rel.name).unwrap_or_default(),
+                tenant_column: rel.tenant_column.clone().unwrap_or_default(),
                 relation: rel.name,
                 kind,
                 rls_enabled: rel.rls_enabled,
@@ -324,15 +330,103 @@ pub async fn check(oracle: &Client, subject: &Subject) -> Result<Vec<Observation
             format!(
                 "no relation in {} has the tenant column {}: nothing to cover, or the subject names the wrong column",
                 subject.schemas.join(", "),
-                subject.tenant_column
+                subject.tenant_columns_text()
             ),
         )]);
     }
     let version = catalog::server_version_num(oracle).await?;
-    Ok(entries
+    let mut out: Vec<Observation> = entries
         .iter()
         .flat_map(|e| check_entry(e, subject, version))
-        .collect())
+        .collect();
+    out.extend(check_definers(oracle, subject, &entries).await?);
+    Ok(out)
+}
+
+/// SECURITY DEFINER functions the runtime can execute run with their owner's privileges: the
+/// owner must not bypass RLS on a tenant relation, and `search_path` must be pinned.
+async fn check_definers(
+    oracle: &Client,
+    subject: &Subject,
+    entries: &[PolicyEntry],
+) -> Result<Vec<Observation>> {
+    let rows = oracle
+        .query(
+            "SELECT p.oid::regprocedure::text, pg_get_userbyid(p.proowner)::text,
+                    o.rolsuper OR o.rolbypassrls,
+                    coalesce(array_to_string(p.proconfig, ',') ~ '(^|,)search_path=', false),
+                    ARRAY(SELECT format('%I.%I', cn.nspname, c.relname)::text
+                          FROM pg_class c JOIN pg_namespace cn ON cn.oid = c.relnamespace
+                          WHERE cn.nspname = ANY($1) AND NOT c.relforcerowsecurity
+                            AND pg_has_role(p.proowner, c.relowner, 'USAGE'))
+             FROM pg_proc p
+             JOIN pg_namespace n ON n.oid = p.pronamespace
+             JOIN pg_roles o ON o.oid = p.proowner
+             JOIN pg_roles r ON r.rolname = $2
+             WHERE n.nspname = ANY($1) AND p.prosecdef
+               AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
+             ORDER BY 1",
+            &[&subject.schemas, &subject.runtime_role],
+        )
+        .await
+        .map_err(|e| Error::database("reading the SECURITY DEFINER functions", e))?;
+    let tenant: std::collections::BTreeSet<&str> =
+        entries.iter().map(|e| e.relation.as_str()).collect();
+    let runtime = &subject.runtime_role;
+    let mut out = Vec::new();
+    for r in rows {
+        let function: String = r.get(0);
+        let owner: String = r.get(1);
+        let privileged: bool = r.get(2);
+        let pinned: bool = r.get(3);
+        let unforced: Vec<String> = r.get(4);
+        let bypassed: Vec<&String> = unforced
+            .iter()
+            .filter(|n| tenant.contains(n.as_str()))
+            .collect();
+        let probe = "catalog:security-definer";
+        out.push(
+            if privileged {
+                Observation::violated(
+                    ID,
+                    probe,
+                    format!(
+                        "SECURITY DEFINER function {function}, executable by {runtime}, runs as {owner},                          a superuser or BYPASSRLS role: no policy filters what it reads"
+                    ),
+                )
+            } else if let Some(rel) = bypassed.first() {
+                Observation::violated(
+                    ID,
+                    probe,
+                    format!(
+                        "SECURITY DEFINER function {function}, executable by {runtime}, runs as {owner},                          which owns {rel} without FORCE ROW LEVEL SECURITY: it reads every tenant's rows there"
+                    ),
+                )
+            } else {
+                Observation::new(
+                    ID,
+                    Status::Holds,
+                    probe,
+                    format!(
+                        "SECURITY DEFINER function {function} runs as {owner}, which is filtered by the policies"
+                    ),
+                )
+            }
+            .on(function.clone()),
+        );
+        out.push(
+            Observation::expect(
+                ID,
+                pinned,
+                "catalog:security-definer-search-path",
+                format!(
+                    "SECURITY DEFINER function {function} does not pin search_path:                      an object {runtime} creates earlier on the path (pg_temp) can hijack it"
+                ),
+            )
+            .on(function),
+        );
+    }
+    Ok(out)
 }
 
 /// The observations about one tenant relation (pure: no database).
@@ -487,11 +581,18 @@ fn check_entry(e: &PolicyEntry, subject: &Subject, server_version_num: i32) -> V
             let binding = classify_expression(
                 p.using.as_deref(),
                 &subject.tenant_setting,
-                &subject.tenant_column,
+                &e.tenant_column,
             );
             out.push(
-                binding_observation(&binding, "catalog:policy-using", &policy, "USING", subject)
-                    .on(name.clone()),
+                binding_observation(
+                    &binding,
+                    "catalog:policy-using",
+                    &policy,
+                    "USING",
+                    subject,
+                    e,
+                )
+                .on(name.clone()),
             );
         }
         if p.command.checks_rows() {
@@ -503,7 +604,7 @@ fn check_entry(e: &PolicyEntry, subject: &Subject, server_version_num: i32) -> V
                 ),
             };
             let binding =
-                classify_expression(expression, &subject.tenant_setting, &subject.tenant_column);
+                classify_expression(expression, &subject.tenant_setting, &e.tenant_column);
             out.push(
                 binding_observation(
                     &binding,
@@ -511,6 +612,7 @@ fn check_entry(e: &PolicyEntry, subject: &Subject, server_version_num: i32) -> V
                     &policy,
                     &clause,
                     subject,
+                    e,
                 )
                 .on(name.clone()),
             );
@@ -542,9 +644,10 @@ fn binding_observation(
     policy: &str,
     clause: &str,
     subject: &Subject,
+    entry: &PolicyEntry,
 ) -> Observation {
     let setting = &subject.tenant_setting;
-    let column = &subject.tenant_column;
+    let column = &entry.tenant_column;
     let detail = match binding {
         Binding::BindsContext => {
             return Observation::new(
@@ -903,6 +1006,7 @@ mod tests {
 
     fn entry(policies: Vec<Policy>, privileges: &[&str]) -> PolicyEntry {
         PolicyEntry {
+            tenant_column: "tenant_id".into(),
             relation: "public.t".into(),
             kind: RelationKind::Table,
             rls_enabled: true,

@@ -381,7 +381,8 @@ mod tests {
         Relation {
             name: name.into(),
             kind,
-            has_tenant_column: tenant,
+            tenant_column: tenant.then(|| "tenant_id".to_string()),
+            is_partition: false,
             rls_enabled: true,
             rls_forced: true,
             owner: owner.into(),

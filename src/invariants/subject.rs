@@ -17,10 +17,21 @@ pub struct Subject {
     pub admin_role: String,
     /// The GUC that carries the tenant context.
     pub tenant_setting: String,
-    /// The column that holds the tenant in every tenant relation.
-    pub tenant_column: String,
+    /// The columns that hold the tenant, in order of preference: a relation with any of them
+    /// holds tenant data, and the first it has is its tenant column.
+    pub tenant_columns: Vec<String>,
+    /// How the application sets the context in a transaction: a statement whose `$1` is the
+    /// tenant id as text. `None`: `SELECT set_config(<tenant_setting>, $1, true)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_context: Option<String>,
     /// The schemas that hold the application's relations.
     pub schemas: Vec<String>,
+    /// Relations (schema-qualified, as `format('%I.%I')` prints them) left out of every check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// When not empty, the only relations checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
     /// The runtime's declared privileges.
     pub expected: ExpectedPrivileges,
 }
@@ -32,10 +43,25 @@ impl Subject {
             runtime_role: roles::APP_USER.into(),
             admin_role: roles::MIGRATION_OWNER.into(),
             tenant_setting: TENANT_SETTING.into(),
-            tenant_column: "tenant_id".into(),
+            tenant_columns: vec!["tenant_id".into()],
+            set_context: None,
             schemas: vec!["public".into()],
+            exclude: Vec::new(),
+            include: Vec::new(),
             expected: ExpectedPrivileges::reference(),
         }
+    }
+
+    /// Whether relation `name` (schema-qualified) is checked: listed in `include` when that is
+    /// not empty, and not in `exclude`.
+    pub fn covers(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|i| i == name))
+            && !self.exclude.iter().any(|e| e == name)
+    }
+
+    /// The tenant columns, for messages (`tenant_id` or `org_id or tenant_id`).
+    pub fn tenant_columns_text(&self) -> String {
+        self.tenant_columns.join(" or ")
     }
 }
 

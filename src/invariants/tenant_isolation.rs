@@ -7,7 +7,6 @@ use crate::error::{Error, Result};
 use crate::invariants::catalog::Relation;
 use crate::invariants::probe::{oracle_count, probe_count, set_context};
 use crate::invariants::{InvariantId, Observation, ProbeSession, Subject};
-use crate::roles::quote_ident;
 
 const ID: InvariantId = InvariantId::TenantIsolation;
 
@@ -25,13 +24,13 @@ pub async fn check(
     tenants: &[(String, String)],
 ) -> Result<Vec<Observation>> {
     let mut out = Vec::new();
-    let column = quote_ident(&subject.tenant_column);
     for (tenant, label) in tenants {
         for rel in relations
             .iter()
             .filter(|r| r.is_tenant_relation() && r.runtime_can_select)
         {
-            let truth = oracle_count(oracle, &rel.name, subject, tenant).await?;
+            let column = rel.tenant_column_sql();
+            let truth = oracle_count(oracle, rel, tenant).await?;
             let bypass = session.bypass(&rel.name);
             let role = session.role().to_string();
             let tx = session
@@ -86,6 +85,99 @@ pub async fn check(
                 Ok(_) => Observation::holds(ID, "READ"),
             };
             out.push(observation.on(rel.name.clone()).with_statement(sql));
+        }
+    }
+    Ok(out)
+}
+
+/// READ-FN: every set-returning function of the subject's schemas that the runtime can call
+/// without arguments and that returns a tenant column is called in each tenant's context; a
+/// row of another tenant is a violation (a SECURITY DEFINER function reads with its owner's
+/// privileges, so policies may not filter it).
+///
+/// # Errors
+/// A database error when the catalog cannot be read or a transaction cannot be opened.
+pub async fn check_functions(
+    session: &mut ProbeSession,
+    subject: &Subject,
+    tenants: &[(String, String)],
+) -> Result<Vec<Observation>> {
+    let functions: Vec<String> = session
+        .client()
+        .query(
+            "SELECT format('%I.%I', n.nspname, p.proname)
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = ANY($1) AND p.pronargs = 0 AND p.prokind = 'f' AND p.proretset
+               AND has_function_privilege(p.oid, 'EXECUTE')
+             ORDER BY 1",
+            &[&subject.schemas],
+        )
+        .await
+        .map_err(|e| Error::database("listing the functions the runtime can call", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = Vec::new();
+    for function in functions {
+        let Ok(statement) = session
+            .client()
+            .prepare(&format!("SELECT * FROM {function}()"))
+            .await
+        else {
+            continue;
+        };
+        let Some(column) = subject.tenant_columns.iter().find(|c| {
+            statement
+                .columns()
+                .iter()
+                .any(|col| col.name() == c.as_str())
+        }) else {
+            continue;
+        };
+        let column = crate::roles::quote_ident(column);
+        let bypass = session.bypass("");
+        let role = session.role().to_string();
+        for (tenant, label) in tenants {
+            let tx = session
+                .client_mut()
+                .transaction()
+                .await
+                .map_err(|e| Error::database("opening a READ-FN probe", e))?;
+            set_context(&tx, subject, tenant).await?;
+            let sql = format!(
+                "SELECT count(*) FILTER (WHERE {column}::text IS DISTINCT FROM $1) FROM {function}() AS f"
+            );
+            let counted = probe_count(&tx, &sql, &[tenant]).await?;
+            tx.rollback()
+                .await
+                .map_err(|e| Error::database("ending a READ-FN probe", e))?;
+            let observation = match counted {
+                Err(p) => Observation::inconclusive(
+                    ID,
+                    "READ-FN",
+                    format!("in tenant {label}'s context the call failed: {p:?}"),
+                )
+                .with_sqlstate(p.sqlstate()),
+                Ok(c) if bypass.is_some() => Observation::inconclusive(
+                    ID,
+                    "READ-FN",
+                    format!(
+                        "the probe ran as {role}, which {} (saw {} foreign rows in tenant {label}'s context)",
+                        bypass.clone().unwrap(),
+                        c[0]
+                    ),
+                ),
+                Ok(c) => Observation::expect(
+                    ID,
+                    c[0] == 0,
+                    "READ-FN",
+                    format!(
+                        "in tenant {label}'s context {function}() returns {} rows of other tenants",
+                        c[0]
+                    ),
+                ),
+            };
+            out.push(observation.on(format!("{function}()")).with_statement(sql));
         }
     }
     Ok(out)

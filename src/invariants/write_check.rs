@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::invariants::catalog::Relation;
 use crate::invariants::probe::{Probed, oracle_count, probe_statement, sample_row, set_context};
 use crate::invariants::{InvariantId, Observation, ProbeSession, Subject};
-use crate::roles::quote_ident;
 
 const ID: InvariantId = InvariantId::WriteCheck;
 
@@ -68,7 +67,6 @@ pub async fn check(
     b: &(String, String),
 ) -> Result<Vec<Observation>> {
     let mut out = Vec::new();
-    let column = quote_ident(&subject.tenant_column);
     let (a_id, a_label) = a;
     let (b_id, b_label) = b;
     for rel in relations.iter().filter(|r| {
@@ -77,13 +75,14 @@ pub async fn check(
             && (r.runtime_can_insert || r.runtime_can_update || r.runtime_can_delete)
     }) {
         let bypass = session.bypass(&rel.name).map(|b| b.to_string());
-        let b_row = sample_row(oracle, &rel.name, subject, b_id).await?;
-        let a_rows = oracle_count(oracle, &rel.name, subject, a_id).await?;
+        let column = rel.tenant_column_sql();
+        let b_row = sample_row(oracle, rel, b_id).await?;
+        let a_rows = oracle_count(oracle, rel, a_id).await?;
         let column_type: String = oracle
             .query_one(
                 "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
                  WHERE a.attrelid = $1::text::regclass AND a.attname = $2",
-                &[&rel.name, &subject.tenant_column],
+                &[&rel.name, &rel.tenant_column],
             )
             .await
             .map_err(|e| Error::database("reading the tenant column's type", e))?

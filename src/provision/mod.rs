@@ -195,6 +195,7 @@ struct Inner {
     instance: Instance,
     roles: OnceCell<RoleSet>,
     created_roles: AtomicBool,
+    project_roles: tokio::sync::Mutex<BTreeMap<String, Option<Credentials>>>,
     template: OnceCell<String>,
     run_id: String,
     next_database: AtomicU64,
@@ -299,6 +300,7 @@ impl Server {
                 instance,
                 roles: OnceCell::new(),
                 created_roles: AtomicBool::new(false),
+                project_roles: tokio::sync::Mutex::new(BTreeMap::new()),
                 template: OnceCell::new(),
                 run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
                 next_database: AtomicU64::new(0),
@@ -478,6 +480,70 @@ impl Server {
         harden_schema(&self.superuser_on(name).await?, name).await
     }
 
+    /// The login of a project's role `name` on this server, created (or taken over, when
+    /// rlsgate created it earlier) once per server with a random password; `login: false`
+    /// makes a NOLOGIN group and returns `None`. The reference roles keep their own logins.
+    /// Roles are cluster-wide, so every project on this server shares them.
+    ///
+    /// # Errors
+    /// A provisioning error when the role exists and rlsgate did not create it; a database error.
+    pub async fn project_role(&self, name: &str, login: bool) -> Result<Option<Credentials>> {
+        if login {
+            let reference = self.roles().await?;
+            for c in [&reference.migration_owner, &reference.app_user] {
+                if c.user == name {
+                    return Ok(Some(c.clone()));
+                }
+            }
+        } else if [roles::APP_RW, roles::APP_RO].contains(&name) {
+            self.roles().await?;
+            return Ok(None);
+        }
+        let mut known = self.inner.project_roles.lock().await;
+        if let Some(c) = known.get(name) {
+            return Ok(c.clone());
+        }
+        let credentials = login.then(|| Credentials::random(name));
+        let attributes = if login {
+            "LOGIN INHERIT NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION"
+        } else {
+            "NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION"
+        };
+        let su = self.superuser().await?;
+        roles::ensure(
+            &su,
+            name,
+            attributes,
+            credentials.as_ref().map(|c| c.password.as_str()),
+            Existing::TakeOver,
+        )
+        .await?;
+        known.insert(name.to_string(), credentials.clone());
+        Ok(credentials)
+    }
+
+    /// Create an empty database `name` owned by `owner`, with CONNECT for `runtime` only and no
+    /// CREATE on `public` nor TEMPORARY for anyone else: [`Server::create_database`] for a
+    /// project's roles. Dropped with the returned handle.
+    ///
+    /// # Errors
+    /// A database error when a statement fails.
+    pub async fn project_database(&self, owner: &str, runtime: &str) -> Result<Database> {
+        let name = self.database_name("project");
+        let su = self.superuser().await?;
+        su.batch_execute(&format!(
+            "CREATE DATABASE {db} OWNER {owner}",
+            db = quote_ident(&name),
+            owner = quote_ident(owner)
+        ))
+        .await
+        .map_err(|e| Error::database(format!("creating database {name}"), e))?;
+        let database = Database::new(self.clone(), name.clone());
+        harden_database_for(&su, &name, runtime).await?;
+        harden_schema(&self.superuser_on(&name).await?, &name).await?;
+        Ok(database)
+    }
+
     /// The name of a database migrated with the reference migrations as `migration_owner`,
     /// created once per server and used as the template of every [`Server::fresh_database`].
     ///
@@ -591,10 +657,15 @@ impl Server {
 /// Database-level privileges are not copied from a template: set them on every new database
 /// (`su` is a superuser connection to any other database).
 pub(crate) async fn harden_database(su: &Client, name: &str) -> Result<()> {
+    harden_database_for(su, name, roles::APP_USER).await
+}
+
+/// No privilege on database `name` for PUBLIC; CONNECT for `runtime`.
+async fn harden_database_for(su: &Client, name: &str, runtime: &str) -> Result<()> {
     su.batch_execute(&format!(
         "REVOKE ALL ON DATABASE {db} FROM PUBLIC; GRANT CONNECT ON DATABASE {db} TO {app}",
         db = quote_ident(name),
-        app = roles::APP_USER
+        app = quote_ident(runtime)
     ))
     .await
     .map_err(|e| Error::database(format!("setting the privileges of database {name}"), e))
@@ -652,6 +723,11 @@ impl Drop for Inner {
                     .config(&self.superuser, &self.maintenance_db);
                 let prefix = format!("rlsgate_{}_", self.run_id);
                 let drop_roles = self.created_roles.load(Ordering::SeqCst);
+                let project_roles: Vec<String> = self
+                    .project_roles
+                    .try_lock()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
                 run_detached(async move {
                     let Ok(su) = Server::connect_with(&config).await else {
                         return;
@@ -672,6 +748,11 @@ impl Drop for Inner {
                             .await;
                         let _ = su
                             .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                            .await;
+                    }
+                    for name in project_roles {
+                        let _ = su
+                            .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&name)))
                             .await;
                     }
                     if drop_roles {

@@ -1,0 +1,953 @@
+//! Seeding: rlsgate's own tenants, and a sentinel row of each of them in every tenant table,
+//! with values that satisfy the columns' types, NOT NULL, CHECK, unique, partition and
+//! foreign-key constraints (referenced rows are created as needed).
+//!
+//! Values come from the column's type and a counter (so they are unique); when an insert
+//! fails on a CHECK or partition constraint, the literals of that constraint (or of the
+//! partitions' bounds) are tried for its columns, one at a time. A table that cannot be seeded
+//! is reported with the reason, never silently skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+use tokio_postgres::Client;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::invariants::Subject;
+use crate::invariants::catalog::Relation;
+use crate::roles::quote_ident;
+
+/// How many inserts a row may take before the table is declared unseedable.
+const ATTEMPTS: usize = 16;
+/// How deep foreign keys are followed.
+const MAX_DEPTH: usize = 8;
+
+/// A column as seeding needs it.
+#[derive(Debug, Clone)]
+struct Column {
+    name: String,
+    /// The base type's name (`int4`, `text`, `uuid`, ...; a domain's base type).
+    type_name: String,
+    /// `pg_type.typcategory` of the base type.
+    category: char,
+    not_null: bool,
+    has_default: bool,
+    /// An identity or generated column: never given a value.
+    generated: bool,
+    /// `varchar(n)` / `char(n)`: n.
+    max_len: Option<usize>,
+    /// Enum labels, in order.
+    labels: Vec<String>,
+}
+
+/// A foreign key.
+#[derive(Debug, Clone)]
+struct ForeignKey {
+    columns: Vec<String>,
+    table: String,
+    referenced: Vec<String>,
+}
+
+/// A table's shape, read once.
+#[derive(Debug, Clone)]
+struct Shape {
+    columns: Vec<Column>,
+    foreign_keys: Vec<ForeignKey>,
+    /// CHECK constraints (the table's and its columns' domains') by name: columns, literals.
+    checks: BTreeMap<String, (Vec<String>, Vec<String>)>,
+    /// Partition key columns and the literals of the partitions' bounds.
+    partitions: Option<(Vec<String>, Vec<String>)>,
+    /// Primary key columns (empty: none).
+    primary_key: Vec<String>,
+}
+
+/// A tenant rlsgate created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeededTenant {
+    /// The tenant id as text (what the tenant columns hold and the context is set to).
+    pub id: String,
+    /// `A`, `B`, ...
+    pub label: String,
+}
+
+/// A row rlsgate inserted outside its tenants (a referenced row of a shared table).
+#[derive(Debug, Clone)]
+struct SharedRow {
+    table: String,
+    text: String,
+}
+
+/// Seeds a database as the oracle and remembers everything it created.
+pub struct Seeder {
+    shapes: BTreeMap<String, Shape>,
+    tenant_relations: BTreeMap<String, String>,
+    counter: u64,
+    tag: String,
+    namespace: Uuid,
+    /// Sentinel rows by (table, tenant id): JSON object.
+    rows: BTreeMap<(String, String), Map<String, Value>>,
+    shared: Vec<SharedRow>,
+    failures: BTreeMap<String, String>,
+    /// The tenants created.
+    pub tenants: Vec<SeededTenant>,
+}
+
+impl std::fmt::Debug for Seeder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seeder")
+            .field("tenants", &self.tenants)
+            .field("failures", &self.failures)
+            .finish()
+    }
+}
+
+impl Seeder {
+    /// A seeder for `relations` (their tenant columns decide which are tenant tables); every
+    /// identifier it generates derives from `namespace`.
+    pub fn new(relations: &[Relation], namespace: Uuid) -> Self {
+        Self {
+            shapes: BTreeMap::new(),
+            tenant_relations: relations
+                .iter()
+                .filter_map(|r| r.tenant_column.clone().map(|c| (r.name.clone(), c)))
+                .collect(),
+            counter: 0,
+            tag: namespace.simple().to_string()[..6].to_string(),
+            namespace,
+            rows: BTreeMap::new(),
+            shared: Vec::new(),
+            failures: BTreeMap::new(),
+            tenants: Vec::new(),
+        }
+    }
+
+    /// Tables that could not be seeded, with the reason.
+    pub fn failures(&self) -> &BTreeMap<String, String> {
+        &self.failures
+    }
+
+    /// Whether `table` has a sentinel row for every tenant.
+    pub fn seeded(&self, table: &str) -> bool {
+        !self.tenants.is_empty()
+            && self
+                .tenants
+                .iter()
+                .all(|t| self.rows.contains_key(&(table.to_string(), t.id.clone())))
+    }
+
+    /// Create `count` tenants: rows of the tenant table (`table`, keyed by `key`) when the
+    /// project has one, else ids of the tenant columns' type.
+    ///
+    /// # Errors
+    /// A config error when a tenant row cannot be created (the reason names the table).
+    pub async fn create_tenants(
+        &mut self,
+        oracle: &Client,
+        subject: &Subject,
+        table: Option<(&str, &str)>,
+        count: usize,
+    ) -> Result<()> {
+        for i in 0..count {
+            let label = crate::workload::tenant_label(i);
+            let id = match table {
+                Some((table, key)) => {
+                    let shape = self.shape(oracle, table).await?;
+                    let Some(column) = shape.columns.iter().find(|c| c.name == key).cloned() else {
+                        return Err(Error::config(format!(
+                            "tenant.key: the tenant table {table} has no column {key}"
+                        )));
+                    };
+                    let mut fixed = Map::new();
+                    fixed.insert(key.to_string(), self.tenant_value(&column, i));
+                    let row = self
+                        .insert_with_parents(oracle, subject, table, None, fixed, 0)
+                        .await?
+                        .map_err(|why| {
+                            Error::config(format!(
+                                "cannot create a tenant in {table}: {why}; check tenant.table and tenant.key"
+                            ))
+                        })?;
+                    text_of(&row[key])
+                }
+                None => {
+                    let (table, column) = self
+                        .tenant_relations
+                        .iter()
+                        .next()
+                        .map(|(t, c)| (t.clone(), c.clone()))
+                        .ok_or_else(|| {
+                            Error::config("no tenant relation to take the tenant id's type from")
+                        })?;
+                    let shape = self.shape(oracle, &table).await?;
+                    let column = shape
+                        .columns
+                        .iter()
+                        .find(|c| c.name == column)
+                        .cloned()
+                        .expect("the tenant column is a column");
+                    text_of(&self.tenant_value(&column, i))
+                }
+            };
+            self.tenants.push(SeededTenant { id, label });
+        }
+        Ok(())
+    }
+
+    /// Insert a sentinel row of every tenant into `table` (a tenant table). A failure is
+    /// remembered (see [`Seeder::failures`]), not returned.
+    ///
+    /// # Errors
+    /// A database error when the catalog cannot be read.
+    pub async fn seed_table(
+        &mut self,
+        oracle: &Client,
+        subject: &Subject,
+        table: &str,
+    ) -> Result<()> {
+        for tenant in self.tenants.clone() {
+            if let Err(why) = self.sentinel(oracle, subject, table, &tenant.id, 0).await? {
+                self.failures.entry(table.to_string()).or_insert(why);
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// The sentinel row of `tenant` in `table`, inserting it (and what it references) first.
+    async fn sentinel(
+        &mut self,
+        oracle: &Client,
+        subject: &Subject,
+        table: &str,
+        tenant: &str,
+        depth: usize,
+    ) -> Result<std::result::Result<Map<String, Value>, String>> {
+        let key = (table.to_string(), tenant.to_string());
+        if let Some(row) = self.rows.get(&key) {
+            return Ok(Ok(row.clone()));
+        }
+        if let Some(why) = self.failures.get(table) {
+            return Ok(Err(why.clone()));
+        }
+        let row = self
+            .insert_with_parents(oracle, subject, table, Some(tenant), Map::new(), depth)
+            .await?;
+        if let Ok(row) = &row {
+            self.rows.insert(key, row.clone());
+        }
+        Ok(row)
+    }
+
+    /// The values of a new row of `table` for `tenant` (None: a shared table): the tenant
+    /// column, foreign keys pointing at rows that exist (created as needed), `fixed`, then
+    /// every NOT NULL column without a default. Referenced rows are inserted through the oracle.
+    async fn values(
+        &mut self,
+        oracle: &Client,
+        subject: &Subject,
+        table: &str,
+        tenant: Option<&str>,
+        fixed: Map<String, Value>,
+        depth: usize,
+    ) -> Result<std::result::Result<Map<String, Value>, String>> {
+        if depth > MAX_DEPTH {
+            return Ok(Err(format!(
+                "foreign keys from {table} nest deeper than {MAX_DEPTH} levels (a cycle?)"
+            )));
+        }
+        let shape = self.shape(oracle, table).await?;
+        let mut values = fixed;
+        let tenant_column = self.tenant_relations.get(table).cloned();
+        if let (Some(column), Some(tenant)) = (&tenant_column, tenant) {
+            values.insert(column.clone(), Value::String(tenant.to_string()));
+        }
+        for fk in &shape.foreign_keys {
+            let needed = fk.columns.iter().any(|c| {
+                tenant_column.as_deref() == Some(c.as_str())
+                    || shape
+                        .columns
+                        .iter()
+                        .any(|col| &col.name == c && col.not_null)
+            });
+            let only_tenant = fk
+                .columns
+                .iter()
+                .all(|c| Some(c.as_str()) == tenant_column.as_deref());
+            if !needed || only_tenant || fk.table == table {
+                continue;
+            }
+            let referenced = if self.tenant_relations.contains_key(&fk.table) {
+                match tenant {
+                    Some(t) => {
+                        match Box::pin(self.sentinel(oracle, subject, &fk.table, t, depth + 1))
+                            .await?
+                        {
+                            Ok(row) => row,
+                            Err(why) => {
+                                return Ok(Err(format!("it references {}, which {why}", fk.table)));
+                            }
+                        }
+                    }
+                    None => {
+                        return Ok(Err(format!(
+                            "a shared table references the tenant table {}",
+                            fk.table
+                        )));
+                    }
+                }
+            } else {
+                match Box::pin(self.shared_row(oracle, subject, &fk.table, depth + 1)).await? {
+                    Ok(row) => row,
+                    Err(why) => {
+                        return Ok(Err(format!("it references {}, which {why}", fk.table)));
+                    }
+                }
+            };
+            for (column, target) in fk.columns.iter().zip(&fk.referenced) {
+                if Some(column.as_str()) == tenant_column.as_deref() {
+                    continue;
+                }
+                values.insert(
+                    column.clone(),
+                    referenced.get(target).cloned().unwrap_or(Value::Null),
+                );
+            }
+        }
+        for column in &shape.columns {
+            if values.contains_key(&column.name)
+                || column.generated
+                || column.has_default
+                || !column.not_null
+            {
+                continue;
+            }
+            self.counter += 1;
+            match generate(column, self.counter, &self.tag, self.namespace) {
+                Some(v) => {
+                    values.insert(column.name.clone(), v);
+                }
+                None => {
+                    return Ok(Err(format!(
+                        "cannot generate a value of type {} for its NOT NULL column {}",
+                        column.type_name, column.name
+                    )));
+                }
+            }
+        }
+        Ok(Ok(values))
+    }
+
+    /// Any row of shared table `table`, inserting one when it is empty.
+    async fn shared_row(
+        &mut self,
+        oracle: &Client,
+        subject: &Subject,
+        table: &str,
+        depth: usize,
+    ) -> Result<std::result::Result<Map<String, Value>, String>> {
+        let row = oracle
+            .query_opt(
+                &format!("SELECT row_to_json(t)::text FROM {table} t LIMIT 1"),
+                &[],
+            )
+            .await
+            .map_err(|e| Error::database(format!("reading a row of {table}"), e))?;
+        if let Some(row) = row {
+            return Ok(Ok(parse_object(&row.get::<_, String>(0))));
+        }
+        self.insert_with_parents(oracle, subject, table, None, Map::new(), depth)
+            .await
+    }
+
+    /// Insert a row of `table` as the oracle (values from [`Seeder::values`]), retrying with
+    /// other values on CHECK, partition, unique and NOT NULL failures.
+    async fn insert_with_parents(
+        &mut self,
+        oracle: &Client,
+        subject: &Subject,
+        table: &str,
+        tenant: Option<&str>,
+        fixed: Map<String, Value>,
+        depth: usize,
+    ) -> Result<std::result::Result<Map<String, Value>, String>> {
+        let values = match self
+            .values(oracle, subject, table, tenant, fixed, depth)
+            .await?
+        {
+            Ok(v) => v,
+            Err(why) => return Ok(Err(why)),
+        };
+        let inserted = self.insert(oracle, subject, table, tenant, values).await?;
+        if let (Ok(row), None) = (&inserted, tenant) {
+            self.shared.push(SharedRow {
+                table: table.to_string(),
+                text: row_text(&row.0),
+            });
+        }
+        Ok(inserted.map(|(row, _)| row))
+    }
+
+    /// Insert a row of `table` with `values` over `client` (in its own transaction, with the
+    /// tenant context set to `tenant` so triggers and defaults that read it work), retrying
+    /// with other values. Returns the inserted row and its key text (primary key, or the whole
+    /// row), or why no value worked.
+    ///
+    /// # Errors
+    /// A database error when the transaction itself cannot be opened or ended.
+    pub async fn insert(
+        &mut self,
+        client: &Client,
+        subject: &Subject,
+        table: &str,
+        tenant: Option<&str>,
+        values: Map<String, Value>,
+    ) -> Result<std::result::Result<(Map<String, Value>, String), String>> {
+        let shape = self.shape(client, table).await?;
+        let mut values = values;
+        let fixed: BTreeSet<String> = values.keys().cloned().collect();
+        let mut tried: BTreeMap<String, usize> = BTreeMap::new();
+        let mut last = String::new();
+        for _ in 0..ATTEMPTS {
+            let result = self
+                .try_insert(client, subject, table, &shape, tenant, &values)
+                .await?;
+            let error = match result {
+                Ok(row) => return Ok(Ok(row)),
+                Err(e) => e,
+            };
+            let Some(db) = error.as_db_error() else {
+                return Ok(Err(format!("the insert failed: {error}")));
+            };
+            last = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            let retry: Vec<(String, Vec<String>)> = match db.code().code() {
+                "23505" => {
+                    // A unique key: new counter values for everything rlsgate generated.
+                    for column in &shape.columns {
+                        if values.contains_key(&column.name) && !fixed.contains(&column.name) {
+                            self.counter += 1;
+                            if let Some(v) =
+                                generate(column, self.counter, &self.tag, self.namespace)
+                            {
+                                values.insert(column.name.clone(), v);
+                            }
+                        }
+                    }
+                    continue;
+                }
+                "23502" => {
+                    let Some(name) = db.column() else { break };
+                    let Some(column) = shape.columns.iter().find(|c| c.name == name) else {
+                        break;
+                    };
+                    self.counter += 1;
+                    match generate(column, self.counter, &self.tag, self.namespace) {
+                        Some(v) => values.insert(name.to_string(), v),
+                        None => break,
+                    };
+                    continue;
+                }
+                "23514" => match db.constraint().and_then(|c| shape.checks.get(c)) {
+                    Some((columns, literals)) => columns
+                        .iter()
+                        .map(|c| (c.clone(), literals.clone()))
+                        .collect(),
+                    None => match &shape.partitions {
+                        Some((columns, literals)) => columns
+                            .iter()
+                            .map(|c| (c.clone(), literals.clone()))
+                            .collect(),
+                        None => break,
+                    },
+                },
+                _ => break,
+            };
+            // Try the next literal for each column of the failing constraint.
+            let mut changed = false;
+            for (column, literals) in retry {
+                if fixed.contains(&column) {
+                    continue;
+                }
+                let n = tried.entry(column.clone()).or_default();
+                if let Some(literal) = candidates(&literals).get(*n) {
+                    values.insert(column.clone(), Value::String(literal.clone()));
+                    *n += 1;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        Ok(Err(format!("no generated row was accepted: {last}")))
+    }
+
+    async fn try_insert(
+        &self,
+        client: &Client,
+        subject: &Subject,
+        table: &str,
+        shape: &Shape,
+        tenant: Option<&str>,
+        values: &Map<String, Value>,
+    ) -> Result<std::result::Result<(Map<String, Value>, String), tokio_postgres::Error>> {
+        let columns: Vec<String> = shape
+            .columns
+            .iter()
+            .filter(|c| values.contains_key(&c.name))
+            .map(|c| quote_ident(&c.name))
+            .collect();
+        let sql = format!("{}, {}", insert_sql(table, &columns), key_expression(shape));
+        client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| Error::database("opening a seeding transaction", e))?;
+        if let Some(t) = tenant {
+            let set = match &subject.set_context {
+                Some(statement) => client.execute(statement.as_str(), &[&t]).await,
+                None => {
+                    client
+                        .execute(
+                            "SELECT set_config($1, $2, true)",
+                            &[&subject.tenant_setting, &t],
+                        )
+                        .await
+                }
+            };
+            if let Err(e) = set {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Ok(Err(e));
+            }
+        }
+        let json = Value::Object(values.clone()).to_string();
+        let inserted = if columns.is_empty() {
+            client.query_one(&sql, &[]).await
+        } else {
+            client.query_one(&sql, &[&json]).await
+        };
+        match inserted {
+            Ok(row) => {
+                client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(|e| Error::database("committing a seeded row", e))?;
+                Ok(Ok((parse_object(&row.get::<_, String>(0)), row.get(1))))
+            }
+            Err(e) => {
+                client
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(|e| Error::database("rolling a seeding attempt back", e))?;
+                Ok(Err(e))
+            }
+        }
+    }
+
+    /// The values of a new row of `table` for `tenant`, for the runtime to insert (referenced
+    /// rows are the tenant's sentinels, created by the oracle when missing).
+    ///
+    /// # Errors
+    /// A database error when the catalog cannot be read.
+    pub async fn new_row(
+        &mut self,
+        oracle: &Client,
+        subject: &Subject,
+        table: &str,
+        tenant: &str,
+    ) -> Result<std::result::Result<Map<String, Value>, String>> {
+        self.values(oracle, subject, table, Some(tenant), Map::new(), 0)
+            .await
+    }
+
+    /// The key expression of `table` as SQL over alias `t` (see [`key_expression`]), and
+    /// whether it is a primary key.
+    ///
+    /// # Errors
+    /// A database error when the catalog cannot be read.
+    pub async fn key_sql(&mut self, client: &Client, table: &str) -> Result<(String, bool)> {
+        let shape = self.shape(client, table).await?;
+        Ok((key_expression(&shape), !shape.primary_key.is_empty()))
+    }
+
+    /// Remove everything seeding (and the runtime's DML, which stays in these tenants) added:
+    /// rows of the tenants in every tenant relation, then shared rows, then the tenants. Passes
+    /// repeat while foreign keys make the order matter. Returns what could not be removed.
+    ///
+    /// # Errors
+    /// A database error when a statement cannot be sent at all.
+    pub async fn cleanup(
+        &self,
+        oracle: &Client,
+        tables: &[&Relation],
+        tenant_table: Option<(&str, &str)>,
+    ) -> Result<Vec<String>> {
+        let ids: Vec<String> = self.tenants.iter().map(|t| t.id.clone()).collect();
+        let mut pending: Vec<(String, String, Vec<String>)> = tables
+            .iter()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    format!(
+                        "DELETE FROM {} WHERE {}::text = ANY($1)",
+                        r.name,
+                        r.tenant_column_sql()
+                    ),
+                    ids.clone(),
+                )
+            })
+            .collect();
+        for s in self.shared.iter().rev() {
+            pending.push((
+                s.table.clone(),
+                format!(
+                    "DELETE FROM {} t WHERE row_to_json(t)::jsonb = ANY($1::text[]::jsonb[])",
+                    s.table
+                ),
+                vec![s.text.clone()],
+            ));
+        }
+        if let Some((table, key)) = tenant_table {
+            pending.push((
+                table.to_string(),
+                format!(
+                    "DELETE FROM {table} WHERE {}::text = ANY($1)",
+                    quote_ident(key)
+                ),
+                ids.clone(),
+            ));
+        }
+        let mut last = BTreeMap::new();
+        for _ in 0..(pending.len() + 1) {
+            let mut failed = Vec::new();
+            for (table, sql, params) in pending {
+                if let Err(e) = oracle.execute(&sql, &[&params]).await {
+                    last.insert(table.clone(), crate::error::describe_db_error(&e));
+                    failed.push((table, sql, params));
+                }
+            }
+            if failed.is_empty() {
+                return Ok(Vec::new());
+            }
+            pending = failed;
+        }
+        Ok(pending
+            .iter()
+            .map(|(t, _, _)| format!("{t}: {}", last.get(t).cloned().unwrap_or_default()))
+            .collect())
+    }
+
+    async fn shape(&mut self, client: &Client, table: &str) -> Result<Shape> {
+        if let Some(s) = self.shapes.get(table) {
+            return Ok(s.clone());
+        }
+        let shape = read_shape(client, table).await?;
+        self.shapes.insert(table.to_string(), shape.clone());
+        Ok(shape)
+    }
+
+    /// A tenant id for column `column`, the `i`-th tenant.
+    fn tenant_value(&self, column: &Column, i: usize) -> Value {
+        let n = i as u64;
+        let hash = u64::from_str_radix(&self.tag, 16).unwrap_or(0);
+        match column.type_name.as_str() {
+            "uuid" => Value::String(
+                Uuid::new_v5(&self.namespace, format!("tenant:{i}").as_bytes()).to_string(),
+            ),
+            "int2" => Value::from(20_000 + (hash % 10_000) + n),
+            "int4" | "int8" | "numeric" => Value::from(1_900_000_000 + (hash % 100_000_000) + n),
+            _ => Value::String(fit(
+                &format!(
+                    "rlsgate-{}-{}",
+                    self.tag,
+                    crate::workload::tenant_label(i).to_lowercase()
+                ),
+                column.max_len,
+            )),
+        }
+    }
+}
+
+/// `INSERT ... SELECT ... FROM json_populate_record(...) RETURNING row_to_json(t)`.
+fn insert_sql(table: &str, columns: &[String]) -> String {
+    if columns.is_empty() {
+        format!("INSERT INTO {table} AS t DEFAULT VALUES RETURNING row_to_json(t)::text")
+    } else {
+        let list = columns.join(", ");
+        format!(
+            "INSERT INTO {table} AS t ({list}) SELECT {list} FROM json_populate_record(NULL::{table}, $1::text::json) RETURNING row_to_json(t)::text"
+        )
+    }
+}
+
+/// The SQL a runtime uses to insert `values` into `table` (for reproductions and the DML
+/// property): the same statement seeding uses.
+pub fn insert_statement(table: &str, values: &Map<String, Value>) -> String {
+    let columns: Vec<String> = values.keys().map(|c| quote_ident(c)).collect();
+    insert_sql(table, &columns)
+}
+
+fn parse_object(text: &str) -> Map<String, Value> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    }
+}
+
+/// A JSON value as the text PostgreSQL would print.
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn row_text(row: &Map<String, Value>) -> String {
+    Value::Object(row.clone()).to_string()
+}
+
+/// A row's key as SQL over alias `t`: its primary key's values joined by commas, or the whole
+/// row's text without a primary key.
+fn key_expression(shape: &Shape) -> String {
+    if shape.primary_key.is_empty() {
+        "t::text".into()
+    } else {
+        let cols: Vec<String> = shape
+            .primary_key
+            .iter()
+            .map(|c| format!("t.{}::text", quote_ident(c)))
+            .collect();
+        format!("concat_ws(',', {})", cols.join(", "))
+    }
+}
+
+/// Truncate `s` to `max` characters, keeping its end (where the counter is).
+fn fit(s: &str, max: Option<usize>) -> String {
+    match max {
+        Some(m) if s.chars().count() > m => {
+            let skip = s.chars().count() - m;
+            s.chars().skip(skip).collect()
+        }
+        _ => s.to_string(),
+    }
+}
+
+/// A value of `column`'s type, unique by `n`.
+fn generate(column: &Column, n: u64, tag: &str, namespace: Uuid) -> Option<Value> {
+    let text = |s: String| Some(Value::String(fit(&s, column.max_len)));
+    match column.type_name.as_str() {
+        "int2" => Some(Value::from(n % 30_000 + 1)),
+        "int4" | "int8" | "numeric" | "float4" | "float8" | "oid" => Some(Value::from(n)),
+        "money" => text(format!("{n}.00")),
+        "bool" => Some(Value::Bool(true)),
+        "uuid" => Some(Value::String(
+            Uuid::new_v5(&namespace, format!("value:{n}").as_bytes()).to_string(),
+        )),
+        // The first of a month (month-truncation checks hold), 2026 first (partitions by year
+        // usually cover the current one), a different month for each n (unique keys hold).
+        "date" => Some(Value::String(format!("{}-01", month(n)))),
+        "timestamp" | "timestamptz" => Some(Value::String(format!("{}-01T00:00:00Z", month(n)))),
+        "time" | "timetz" => Some(Value::String("00:00:00".into())),
+        "interval" => Some(Value::String("1 hour".into())),
+        "json" | "jsonb" => Some(Value::Object(Map::new())),
+        "inet" | "cidr" => Some(Value::String(format!(
+            "10.{}.{}.1",
+            (n / 250) % 250,
+            n % 250
+        ))),
+        "macaddr" => Some(Value::String("08:00:2b:01:02:03".into())),
+        "bytea" => Some(Value::String(format!("\\x{:02x}", n % 256))),
+        "text" | "varchar" | "bpchar" | "citext" | "name" => text(format!("rlsgate-{tag}-{n}")),
+        _ if column.category == 'E' => column.labels.first().cloned().map(Value::String),
+        _ if column.category == 'A' => Some(Value::String("{}".into())),
+        _ if column.category == 'S' => text(format!("rlsgate-{tag}-{n}")),
+        _ if column.category == 'N' => Some(Value::from(n)),
+        _ => None,
+    }
+}
+
+/// `YYYY-MM` for the `n`-th value: January 2026 for the first, then on month by month.
+fn month(n: u64) -> String {
+    let m = n.saturating_sub(1);
+    format!("{}-{:02}", 2026 + (m / 12) % 70, m % 12 + 1)
+}
+
+/// Candidate values from a constraint's literals: each literal, and for numbers the next one
+/// up and down (a bound like `> 0` needs 1).
+fn candidates(literals: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in literals {
+        out.push(l.clone());
+        if let Ok(n) = l.parse::<i64>() {
+            out.push((n + 1).to_string());
+            out.push((n - 1).to_string());
+        }
+    }
+    out.dedup();
+    out
+}
+
+/// String and number literals of a constraint or bound expression, in order.
+fn literals(expression: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"'((?:[^']|'')*)'|(-?\b\d+(?:\.\d+)?\b)").expect("a valid regex");
+    re.captures_iter(expression)
+        .filter_map(|c| {
+            c.get(1)
+                .map(|m| m.as_str().replace("''", "'"))
+                .or_else(|| c.get(2).map(|m| m.as_str().to_string()))
+        })
+        .collect()
+}
+
+async fn read_shape(client: &Client, table: &str) -> Result<Shape> {
+    let err = |what: &str| {
+        let what = what.to_string();
+        let table = table.to_string();
+        move |e| Error::database(format!("reading the {what} of {table}"), e)
+    };
+    let columns = client
+        .query(
+            "SELECT a.attname::text, coalesce(bt.typname, t.typname)::text,
+                    coalesce(bt.typcategory, t.typcategory)::text,
+                    a.attnotnull OR coalesce(t.typnotnull, false), a.atthasdef,
+                    a.attidentity = 'a' OR a.attgenerated <> '',
+                    CASE WHEN a.atttypmod > 4 AND coalesce(bt.typname, t.typname) IN ('varchar', 'bpchar')
+                         THEN a.atttypmod - 4 END,
+                    ARRAY(SELECT e.enumlabel::text FROM pg_enum e
+                          WHERE e.enumtypid = coalesce(bt.oid, t.oid) ORDER BY e.enumsortorder),
+                    a.attidentity = 'd'
+             FROM pg_attribute a
+             JOIN pg_type t ON t.oid = a.atttypid
+             LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+             WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum",
+            &[&table],
+        )
+        .await
+        .map_err(err("columns"))?
+        .iter()
+        .map(|r| Column {
+            name: r.get(0),
+            type_name: r.get(1),
+            category: r.get::<_, String>(2).chars().next().unwrap_or('X'),
+            not_null: r.get(3),
+            has_default: r.get::<_, bool>(4) || r.get::<_, bool>(8),
+            generated: r.get(5),
+            max_len: r.get::<_, Option<i32>>(6).map(|n| n as usize),
+            labels: r.get(7),
+        })
+        .collect();
+    let foreign_keys = client
+        .query(
+            "SELECT ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+                          JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i),
+                    format('%I.%I', n.nspname, rc.relname),
+                    ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+                          JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i)
+             FROM pg_constraint c
+             JOIN pg_class rc ON rc.oid = c.confrelid
+             JOIN pg_namespace n ON n.oid = rc.relnamespace
+             WHERE c.conrelid = $1::text::regclass AND c.contype = 'f' AND c.conparentid = 0
+             ORDER BY c.conname",
+            &[&table],
+        )
+        .await
+        .map_err(err("foreign keys"))?
+        .iter()
+        .map(|r| ForeignKey {
+            columns: r.get(0),
+            table: r.get(1),
+            referenced: r.get(2),
+        })
+        .collect();
+    let checks = client
+        .query(
+            "SELECT c.conname::text, pg_get_constraintdef(c.oid),
+                    ARRAY(SELECT a.attname::text FROM pg_attribute a
+                          WHERE a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey))
+             FROM pg_constraint c
+             WHERE c.conrelid = $1::text::regclass AND c.contype = 'c'
+             UNION ALL
+             SELECT c.conname::text, pg_get_constraintdef(c.oid),
+                    ARRAY(SELECT a.attname::text FROM pg_attribute a
+                          WHERE a.attrelid = $1::text::regclass AND a.atttypid = c.contypid
+                            AND a.attnum > 0 AND NOT a.attisdropped)
+             FROM pg_constraint c
+             WHERE c.contype = 'c' AND c.contypid IN (
+                 SELECT a.atttypid FROM pg_attribute a
+                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0)",
+            &[&table],
+        )
+        .await
+        .map_err(err("CHECK constraints"))?
+        .iter()
+        .map(|r| {
+            let def: String = r.get(1);
+            (
+                r.get::<_, String>(0),
+                (r.get::<_, Vec<String>>(2), literals(&def)),
+            )
+        })
+        .collect();
+    let partitions = client
+        .query_opt(
+            "SELECT ARRAY(SELECT a.attname::text FROM pg_attribute a
+                          WHERE a.attrelid = p.partrelid AND a.attnum = ANY(p.partattrs::int2[])),
+                    ARRAY(SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i
+                          JOIN pg_class c ON c.oid = i.inhrelid
+                          WHERE i.inhparent = p.partrelid ORDER BY c.relname)
+             FROM pg_partitioned_table p WHERE p.partrelid = $1::text::regclass",
+            &[&table],
+        )
+        .await
+        .map_err(err("partitions"))?
+        .map(|r| {
+            let bounds: Vec<String> = r.get(1);
+            (
+                r.get::<_, Vec<String>>(0),
+                bounds.iter().flat_map(|b| literals(b)).collect(),
+            )
+        });
+    let primary_key = client
+        .query_opt(
+            "SELECT ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
+                          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o)
+             FROM pg_index i WHERE i.indrelid = $1::text::regclass AND i.indisprimary",
+            &[&table],
+        )
+        .await
+        .map_err(err("primary key"))?
+        .map(|r| r.get(0))
+        .unwrap_or_default();
+    Ok(Shape {
+        columns,
+        foreign_keys,
+        checks,
+        partitions,
+        primary_key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_come_from_checks_and_partition_bounds() {
+        assert_eq!(
+            literals("CHECK ((status = ANY (ARRAY['open'::text, 'it''s'::text])))"),
+            ["open", "it's"]
+        );
+        assert_eq!(literals("CHECK ((amount_cents >= 0))"), ["0"]);
+        assert_eq!(
+            literals("FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2027-01-01 00:00:00+00')"),
+            ["2026-01-01 00:00:00+00", "2027-01-01 00:00:00+00"]
+        );
+        assert_eq!(candidates(&["0".into()]), ["0", "1", "-1"]);
+    }
+
+    #[test]
+    fn generated_text_fits_its_length_and_keeps_the_counter() {
+        assert_eq!(fit("rlsgate-abcdef-12", Some(4)), "f-12");
+        assert_eq!(fit("abc", Some(10)), "abc");
+    }
+}
