@@ -296,21 +296,30 @@ fn finish(report: &Report, out: &Path) -> anyhow::Result<ExitCode> {
     }
     let p = &report.performance;
     let shrinking = report.shrink_runs;
-    println!(
-        "\n{} cases run{}, {} tasks in {:.1} s of cases: {:.0} tasks/s, {:.1} cases/s; server ready in {:.2} s; {:.1} s in total",
-        report.cases_run,
-        if shrinking > 0 {
-            format!(" and {shrinking} more while shrinking")
-        } else {
-            String::new()
-        },
-        report.tasks.total,
-        p.cases_ms as f64 / 1000.0,
-        p.tasks_per_second,
-        p.cases_per_second,
-        p.server_ready_ms as f64 / 1000.0,
-        p.elapsed_ms as f64 / 1000.0
-    );
+    if report.project.is_some() {
+        println!(
+            "\n{} random DML sequences run; database ready in {:.2} s; {:.1} s in total",
+            report.cases_run,
+            p.server_ready_ms as f64 / 1000.0,
+            p.elapsed_ms as f64 / 1000.0
+        );
+    } else {
+        println!(
+            "\n{} cases run{}, {} tasks in {:.1} s of cases: {:.0} tasks/s, {:.1} cases/s; server ready in {:.2} s; {:.1} s in total",
+            report.cases_run,
+            if shrinking > 0 {
+                format!(" and {shrinking} more while shrinking")
+            } else {
+                String::new()
+            },
+            report.tasks.total,
+            p.cases_ms as f64 / 1000.0,
+            p.tasks_per_second,
+            p.cases_per_second,
+            p.server_ready_ms as f64 / 1000.0,
+            p.elapsed_ms as f64 / 1000.0
+        );
+    }
     for path in written {
         println!("wrote {}", path.display());
     }

@@ -22,6 +22,8 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
     let mut out = String::new();
     let system = if report.mode == "run" {
         "the built-in reference system (LLM-audit worker, SYSTEM.md)".to_string()
+    } else if report.project.is_some() {
+        "the project described by its rlsgate.toml".to_string()
     } else {
         "an existing database holding the reference schema".to_string()
     };
@@ -36,23 +38,31 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
     let _ = writeln!(out, "| verdict | **{}** |", report.verdict.as_str());
     let _ = writeln!(out, "| backend | {} |", report.backend);
     let _ = writeln!(out, "| server | {} |", redact(&report.server_version));
-    let variants = if report.variants.is_empty() {
-        "none (the reference)".to_string()
+    if report.project.is_some() {
+        let _ = writeln!(
+            out,
+            "| DML sequences | {} asked, {} run (seed {}) |\n",
+            report.cases, report.cases_run, report.seed
+        );
     } else {
-        report.variants.join(", ")
-    };
-    let _ = writeln!(out, "| broken variants | {variants} |");
-    let _ = writeln!(
-        out,
-        "| cases | {} asked, {} run, {} while shrinking (seed {}) |",
-        report.cases, report.cases_run, report.shrink_runs, report.seed
-    );
-    let t = &report.tasks;
-    let _ = writeln!(
-        out,
-        "| tasks | {} delivered: {} committed, {} replayed, {} failed and recorded, {} failed and not recorded, {} unknown |\n",
-        t.total, t.committed, t.replayed, t.failed_recorded, t.failed_unrecorded, t.unknown
-    );
+        let variants = if report.variants.is_empty() {
+            "none (the reference)".to_string()
+        } else {
+            report.variants.join(", ")
+        };
+        let _ = writeln!(out, "| broken variants | {variants} |");
+        let _ = writeln!(
+            out,
+            "| cases | {} asked, {} run, {} while shrinking (seed {}) |",
+            report.cases, report.cases_run, report.shrink_runs, report.seed
+        );
+        let t = &report.tasks;
+        let _ = writeln!(
+            out,
+            "| tasks | {} delivered: {} committed, {} replayed, {} failed and recorded, {} failed and not recorded, {} unknown |\n",
+            t.total, t.committed, t.replayed, t.failed_recorded, t.failed_unrecorded, t.unknown
+        );
+    }
 
     let _ = writeln!(out, "## 1. Hypotheses\n");
     for r in &report.invariants {
@@ -88,6 +98,32 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
     );
     let _ = writeln!(out, "### Policy catalogue\n\n```\n{}```\n", policies);
 
+    if let Some(project) = &report.project {
+        let _ = writeln!(
+            out,
+            "## 3. Runtime verification (discovery, seeding, probes, random DML)\n"
+        );
+        let _ = writeln!(out, "```\n{}```\n", text::discovery(report));
+        let _ = writeln!(
+            out,
+            "{} random DML sequences ran against the visibility model.\n",
+            report.cases_run
+        );
+        let _ = writeln!(out, "## 4. Invariant results\n");
+        let _ = writeln!(out, "```\n{}```\n", text::verdicts(report));
+        let _ = writeln!(out, "## 5. Minimal reproduction\n");
+        let _ = writeln!(
+            out,
+            "```\n{}```\n",
+            project
+                .reproduction
+                .as_deref()
+                .unwrap_or("no DML sequence broke the visibility model\n")
+        );
+        let _ = writeln!(out, "## 6. How to reproduce\n");
+        let _ = writeln!(out, "```sh\n{}\n```", report.reproduce);
+        return redact(&out);
+    }
     let _ = writeln!(out, "## 3. Runtime verification (faults injected)\n");
     let _ = writeln!(out, "```\n{}```\n", text::faults(report));
 

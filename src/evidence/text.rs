@@ -212,3 +212,62 @@ pub fn policies(evidence: &StaticEvidence) -> String {
     }
     out
 }
+
+/// A project's discovery: every relation with its kind, tenant column, what the runtime may do
+/// and whether it was seeded; functions; sequences. Empty for a campaign.
+pub fn discovery(report: &Report) -> String {
+    let Some(d) = &report.project else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<40} {:<18} {:<16} {:<28} seeding",
+        "relation", "kind", "tenant column", "runtime"
+    );
+    for r in &d.relations {
+        let _ = writeln!(
+            out,
+            "{:<40} {:<18} {:<16} {:<28} {}",
+            r.name,
+            r.kind,
+            r.tenant_column.as_deref().unwrap_or("-"),
+            if r.runtime.is_empty() {
+                "-".to_string()
+            } else {
+                r.runtime.join(" ")
+            },
+            r.seeding.as_deref().unwrap_or("-")
+        );
+    }
+    for f in &d.functions {
+        let _ = writeln!(
+            out,
+            "function {}{}: {}",
+            f.signature,
+            if f.security_definer {
+                " (SECURITY DEFINER)"
+            } else {
+                ""
+            },
+            if f.runtime_can_execute {
+                "the runtime can execute it"
+            } else {
+                "not executable by the runtime"
+            }
+        );
+    }
+    for s in &d.sequences {
+        let _ = writeln!(
+            out,
+            "sequence {}: {}",
+            s.name,
+            if s.runtime.is_empty() {
+                "-".to_string()
+            } else {
+                s.runtime.join(" ")
+            }
+        );
+    }
+    out
+}

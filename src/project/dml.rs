@@ -431,7 +431,17 @@ pub async fn run_case(
                 .get(&(action.relation, ti))
                 .cloned()
                 .unwrap_or_default();
-            out.push(judge_read(&seen, &expected, tenant, t));
+            let judged = judge_read(&seen, &expected, tenant, t);
+            if judged.status == Status::Violated {
+                transcript.statement(
+                    tenant,
+                    subject,
+                    &read_sql(t),
+                    "",
+                    &format!("VIOLATION: {}", judged.detail),
+                );
+            }
+            out.push(judged);
         }
     }
     let mut text = String::new();
@@ -577,6 +587,16 @@ async fn set_context(client: &Client, subject: &Subject, tenant: &str) -> Result
         .map_err(|e| Error::database("setting the tenant context", e))
 }
 
+/// Each row's key and tenant column, as the reads of the model do.
+fn read_sql(t: &Target) -> String {
+    format!(
+        "SELECT {}, coalesce(t.{}::text, '') FROM {} t",
+        t.key_sql,
+        t.relation.tenant_column_sql(),
+        t.relation.name
+    )
+}
+
 /// What `tenant` sees of `t`: each row's key and tenant, in a read-only transaction.
 async fn read(
     pool: &Pool,
@@ -593,13 +613,7 @@ async fn read(
         .await
         .map_err(|e| Error::database("opening a DML read", e))?;
     set_context(&client, subject, &tenant.id).await?;
-    let sql = format!(
-        "SELECT {}, coalesce(t.{}::text, '') FROM {} t",
-        t.key_sql,
-        t.relation.tenant_column_sql(),
-        t.relation.name
-    );
-    let rows = client.query(&sql, &[]).await;
+    let rows = client.query(&read_sql(t), &[]).await;
     client
         .batch_execute("ROLLBACK")
         .await

@@ -54,6 +54,9 @@ pub const INVARIANTS: [InvariantId; 8] = [
     InvariantId::RlsCoverage,
 ];
 
+/// What `dlq-completeness` means for a project, whose worker rlsgate does not drive.
+pub const DLQ_STATEMENT: &str = "in every tenant's context the runtime can record a failure in the DLQ table; it cannot alter or erase one";
+
 /// How a project check runs.
 #[derive(Debug, Clone)]
 pub struct ProjectOptions {
@@ -273,7 +276,12 @@ pub async fn check(
         }
     }
     result?;
-    let (verdict, invariants) = Report::results(&ledger);
+    let (verdict, mut invariants) = Report::results(&ledger);
+    for r in &mut invariants {
+        if r.id == InvariantId::DlqCompleteness {
+            r.statement = DLQ_STATEMENT.into();
+        }
+    }
     discovery.reproduction = reproduction;
     let elapsed = started.elapsed();
     if verdict == Verdict::Fail && options.progress {
@@ -303,6 +311,13 @@ pub async fn check(
         evidence,
         project: Some(discovery),
     })
+}
+
+/// `url` without its password.
+fn redacted(url: &str) -> String {
+    regex::Regex::new(r"://([^:/@]+):[^@]*@")
+        .map(|re| re.replace(url, "://$1:***@").into_owned())
+        .unwrap_or_default()
 }
 
 fn reproduce(source: &Source, options: &ProjectOptions) -> String {
@@ -341,7 +356,13 @@ async fn prepare(
     if let Some(url) = &source.database_url {
         let target = crate::provision::external::ServerUrl::parse(url, "--database-url")?;
         let oracle = target.endpoint.config(&target.superuser, &target.database);
-        let client = Server::connect_with(&oracle).await?;
+        let client = Server::connect_with(&oracle).await.map_err(|e| {
+            Error::config(format!(
+                "cannot reach the database of --database-url ({}): {e}; check the host, port, \
+                 password and that the server is running",
+                redacted(url)
+            ))
+        })?;
         crate::provision::external::check_superuser(&client, &target.superuser.user).await?;
         let runtime_url = source.runtime_url.clone().or_else(|| {
             project
@@ -395,7 +416,8 @@ async fn prepare(
         .join(" + ");
     // One set across the directories, ordered by version (a shared version is an error).
     let set = MigrationSet::from_migrations(migrations, &origin)?;
-    let server = Server::start(settings).await?;
+    // Shared with every other check of this process on the same settings (the tests).
+    let server = Server::shared(settings).await?;
     let roles = &project.roles;
     for group in &roles.groups {
         server.project_role(group, false).await?;
