@@ -100,6 +100,16 @@ pub async fn relations(oracle: &Client, subject: &Subject) -> Result<Vec<Relatio
         .collect())
 }
 
+/// SQL naming function `alias` (a `pg_proc` row; its schema joined as `n`) the way the privilege
+/// matrix does: `public.f(uuid,integer)`, schema always written, whatever the search path.
+pub fn function_name_sql(alias: &str) -> String {
+    format!(
+        "format('%I.%I(%s)', n.nspname, {alias}.proname,
+                coalesce((SELECT string_agg(format_type(a.t, NULL), ',' ORDER BY a.o)
+                          FROM unnest({alias}.proargtypes) WITH ORDINALITY AS a(t, o)), ''))"
+    )
+}
+
 /// The server's version number (`server_version_num`), e.g. 150012.
 ///
 /// # Errors

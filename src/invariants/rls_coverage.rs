@@ -352,7 +352,8 @@ async fn check_definers(
 ) -> Result<Vec<Observation>> {
     let rows = oracle
         .query(
-            "SELECT p.oid::regprocedure::text, pg_get_userbyid(p.proowner)::text,
+            &format!(
+                "SELECT {}, pg_get_userbyid(p.proowner)::text,
                     o.rolsuper OR o.rolbypassrls,
                     coalesce(array_to_string(p.proconfig, ',') ~ '(^|,)search_path=', false),
                     ARRAY(SELECT format('%I.%I', cn.nspname, c.relname)::text
@@ -366,6 +367,8 @@ async fn check_definers(
              WHERE n.nspname = ANY($1) AND p.prosecdef
                AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
              ORDER BY 1",
+                catalog::function_name_sql("p")
+            ),
             &[&subject.schemas, &subject.runtime_role],
         )
         .await

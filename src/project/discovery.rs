@@ -110,13 +110,16 @@ pub async fn read(oracle: &Client, subject: &Subject, relations: &[Relation]) ->
         .collect();
     let functions = oracle
         .query(
-            "SELECT p.oid::regprocedure::text, p.prosecdef,
-                    r.oid IS NOT NULL AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
-             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-             LEFT JOIN pg_roles r ON r.rolname = $2
-             WHERE n.nspname = ANY($1)
-               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
-             ORDER BY 1",
+            &format!(
+                "SELECT {}, p.prosecdef,
+                        r.oid IS NOT NULL AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
+                 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                 LEFT JOIN pg_roles r ON r.rolname = $2
+                 WHERE n.nspname = ANY($1)
+                   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+                 ORDER BY 1",
+                crate::invariants::catalog::function_name_sql("p")
+            ),
             &[&subject.schemas, &subject.runtime_role],
         )
         .await

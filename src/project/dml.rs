@@ -167,19 +167,7 @@ pub async fn run_case(
     let mut inserted: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
     for (ri, t) in targets.iter().enumerate() {
         for (ti, tenant) in tenants.iter().enumerate().take(2) {
-            let rows = oracle
-                .query(
-                    &format!(
-                        "SELECT {} FROM {} t WHERE t.{}::text = $1",
-                        t.key_sql,
-                        t.relation.name,
-                        t.relation.tenant_column_sql()
-                    ),
-                    &[&tenant.id],
-                )
-                .await
-                .map_err(|e| Error::database("reading the model's starting rows", e))?;
-            model.insert((ri, ti), rows.iter().map(|r| r.get(0)).collect());
+            model.insert((ri, ti), owned(oracle, t, tenant).await?);
         }
     }
     let mut out = Vec::new();
@@ -219,8 +207,17 @@ pub async fn run_case(
                 };
                 let sql = crate::project::seed::insert_statement(&name, &values);
                 let param = serde_json::Value::Object(values.clone()).to_string();
+                // A row for another tenant is inserted without RETURNING: the SELECT policy
+                // would refuse to return it and hide a WITH CHECK that let it in.
                 let result = seeder
-                    .insert(&client, subject, &name, Some(&actor.id), values)
+                    .insert(
+                        &client,
+                        subject,
+                        &name,
+                        Some(&actor.id),
+                        values,
+                        action.op == Op::Insert,
+                    )
                     .await?;
                 let ended = match &result {
                     Ok(_) => "1 row".to_string(),
@@ -254,8 +251,9 @@ pub async fn run_case(
                     }
                 } else {
                     out.push(match result {
-                        Ok((_, key)) => {
-                            model.entry((action.relation, other)).or_default().insert(key);
+                        Ok(_) => {
+                            // The row got in: what the other tenant owns is what the oracle says.
+                            model.insert((action.relation, other), owned(oracle, t, victim).await?);
                             Observation::violated(
                                 InvariantId::WriteCheck,
                                 "DML-INSERT-OTHER",
@@ -585,6 +583,23 @@ async fn set_context(client: &Client, subject: &Subject, tenant: &str) -> Result
     result
         .map(drop)
         .map_err(|e| Error::database("setting the tenant context", e))
+}
+
+/// The keys of `tenant`'s rows in `t`, as the oracle reads them.
+async fn owned(oracle: &Client, t: &Target, tenant: &SeededTenant) -> Result<BTreeSet<String>> {
+    let rows = oracle
+        .query(
+            &format!(
+                "SELECT {} FROM {} t WHERE t.{}::text = $1",
+                t.key_sql,
+                t.relation.name,
+                t.relation.tenant_column_sql()
+            ),
+            &[&tenant.id],
+        )
+        .await
+        .map_err(|e| Error::database("reading the rows the model starts from", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Each row's key and tenant column, as the reads of the model do.

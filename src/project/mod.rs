@@ -595,7 +595,14 @@ pub async fn expected_privileges(
     for (name, privileges) in &p.functions {
         // Normalise the signature as regprocedure prints it.
         let normal: Option<String> = oracle
-            .query_one("SELECT to_regprocedure($1)::text", &[name])
+            .query_one(
+                &format!(
+                    "SELECT (SELECT {} FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                             WHERE p.oid = to_regprocedure($1))",
+                    catalog::function_name_sql("p")
+                ),
+                &[name],
+            )
             .await
             .map_err(|e| Error::database("resolving a function signature", e))?
             .get(0);
@@ -711,7 +718,7 @@ async fn dlq_write(
             ]);
         }
     };
-    let sql = seed::insert_statement(table, &values).replace(" RETURNING row_to_json(t)::text", "");
+    let sql = seed::insert_statement(table, &values);
     let json = serde_json::Value::Object(values).to_string();
     let tx = session
         .client_mut()

@@ -89,6 +89,8 @@ pub struct Seeder {
     rows: BTreeMap<(String, String), Map<String, Value>>,
     shared: Vec<SharedRow>,
     failures: BTreeMap<String, String>,
+    /// The tenant table and its key column, once tenants are created there.
+    tenant_key: Option<(String, String)>,
     /// The tenants created.
     pub tenants: Vec<SeededTenant>,
 }
@@ -118,6 +120,7 @@ impl Seeder {
             rows: BTreeMap::new(),
             shared: Vec::new(),
             failures: BTreeMap::new(),
+            tenant_key: None,
             tenants: Vec::new(),
         }
     }
@@ -148,6 +151,7 @@ impl Seeder {
         table: Option<(&str, &str)>,
         count: usize,
     ) -> Result<()> {
+        self.tenant_key = table.map(|(t, k)| (t.to_string(), k.to_string()));
         for i in 0..count {
             let label = crate::workload::tenant_label(i);
             let id = match table {
@@ -378,7 +382,9 @@ impl Seeder {
             Ok(v) => v,
             Err(why) => return Ok(Err(why)),
         };
-        let inserted = self.insert(oracle, subject, table, tenant, values).await?;
+        let inserted = self
+            .insert(oracle, subject, table, tenant, values, true)
+            .await?;
         if let (Ok(row), None) = (&inserted, tenant) {
             self.shared.push(SharedRow {
                 table: table.to_string(),
@@ -391,7 +397,7 @@ impl Seeder {
     /// Insert a row of `table` with `values` over `client` (in its own transaction, with the
     /// tenant context set to `tenant` so triggers and defaults that read it work), retrying
     /// with other values. Returns the inserted row and its key text (primary key, or the whole
-    /// row), or why no value worked.
+    /// row; both empty without `returning`), or why no value worked.
     ///
     /// # Errors
     /// A database error when the transaction itself cannot be opened or ended.
@@ -402,16 +408,29 @@ impl Seeder {
         table: &str,
         tenant: Option<&str>,
         values: Map<String, Value>,
+        returning: bool,
     ) -> Result<std::result::Result<(Map<String, Value>, String), String>> {
         let shape = self.shape(client, table).await?;
         let mut values = values;
-        let fixed: BTreeSet<String> = values.keys().cloned().collect();
+        // What must not change on a retry: the tenant column, foreign-key columns (they point
+        // at rows that exist) and the tenant table's key. Everything else was generated.
+        let mut fixed: BTreeSet<String> = shape
+            .foreign_keys
+            .iter()
+            .flat_map(|fk| fk.columns.iter().cloned())
+            .collect();
+        fixed.extend(self.tenant_relations.get(table).cloned());
+        if let Some((t, key)) = &self.tenant_key
+            && t == table
+        {
+            fixed.insert(key.clone());
+        }
         let mut tried: BTreeMap<String, usize> = BTreeMap::new();
         let mut last = String::new();
+        let mut last_retry: Vec<(String, Vec<String>)> = Vec::new();
         for _ in 0..ATTEMPTS {
-            let result = self
-                .try_insert(client, subject, table, &shape, tenant, &values)
-                .await?;
+            let result =
+                try_insert(client, subject, table, &shape, tenant, &values, returning).await?;
             let error = match result {
                 Ok(row) => return Ok(Ok(row)),
                 Err(e) => e,
@@ -460,8 +479,11 @@ impl Seeder {
                         None => break,
                     },
                 },
+                // A literal that does not fit the column (too long, not of its type): the next.
+                code if code.starts_with("22") && !last_retry.is_empty() => last_retry.clone(),
                 _ => break,
             };
+            last_retry = retry.clone();
             // Try the next literal for each column of the failing constraint.
             let mut changed = false;
             for (column, literals) in retry {
@@ -482,67 +504,6 @@ impl Seeder {
         Ok(Err(format!("no generated row was accepted: {last}")))
     }
 
-    async fn try_insert(
-        &self,
-        client: &Client,
-        subject: &Subject,
-        table: &str,
-        shape: &Shape,
-        tenant: Option<&str>,
-        values: &Map<String, Value>,
-    ) -> Result<std::result::Result<(Map<String, Value>, String), tokio_postgres::Error>> {
-        let columns: Vec<String> = shape
-            .columns
-            .iter()
-            .filter(|c| values.contains_key(&c.name))
-            .map(|c| quote_ident(&c.name))
-            .collect();
-        let sql = format!("{}, {}", insert_sql(table, &columns), key_expression(shape));
-        client
-            .batch_execute("BEGIN")
-            .await
-            .map_err(|e| Error::database("opening a seeding transaction", e))?;
-        if let Some(t) = tenant {
-            let set = match &subject.set_context {
-                Some(statement) => client.execute(statement.as_str(), &[&t]).await,
-                None => {
-                    client
-                        .execute(
-                            "SELECT set_config($1, $2, true)",
-                            &[&subject.tenant_setting, &t],
-                        )
-                        .await
-                }
-            };
-            if let Err(e) = set {
-                let _ = client.batch_execute("ROLLBACK").await;
-                return Ok(Err(e));
-            }
-        }
-        let json = Value::Object(values.clone()).to_string();
-        let inserted = if columns.is_empty() {
-            client.query_one(&sql, &[]).await
-        } else {
-            client.query_one(&sql, &[&json]).await
-        };
-        match inserted {
-            Ok(row) => {
-                client
-                    .batch_execute("COMMIT")
-                    .await
-                    .map_err(|e| Error::database("committing a seeded row", e))?;
-                Ok(Ok((parse_object(&row.get::<_, String>(0)), row.get(1))))
-            }
-            Err(e) => {
-                client
-                    .batch_execute("ROLLBACK")
-                    .await
-                    .map_err(|e| Error::database("rolling a seeding attempt back", e))?;
-                Ok(Err(e))
-            }
-        }
-    }
-
     /// The values of a new row of `table` for `tenant`, for the runtime to insert (referenced
     /// rows are the tenant's sentinels, created by the oracle when missing).
     ///
@@ -559,7 +520,8 @@ impl Seeder {
             .await
     }
 
-    /// The key expression of `table` as SQL over alias `t` (see [`key_expression`]), and
+    /// The key expression of `table` as SQL over alias `t` (its primary key's values joined by
+    /// commas, or the row's text without one), and
     /// whether it is a primary key.
     ///
     /// # Errors
@@ -667,14 +629,97 @@ impl Seeder {
     }
 }
 
-/// `INSERT ... SELECT ... FROM json_populate_record(...) RETURNING row_to_json(t)`.
+/// One insert attempt in a transaction of its own over `client`, with the tenant context set.
+async fn try_insert(
+    client: &Client,
+    subject: &Subject,
+    table: &str,
+    shape: &Shape,
+    tenant: Option<&str>,
+    values: &Map<String, Value>,
+    returning: bool,
+) -> Result<std::result::Result<(Map<String, Value>, String), tokio_postgres::Error>> {
+    let columns: Vec<String> = shape
+        .columns
+        .iter()
+        .filter(|c| values.contains_key(&c.name))
+        .map(|c| quote_ident(&c.name))
+        .collect();
+    // RETURNING needs the row to pass the SELECT policy too: a probe of a write alone goes
+    // without it.
+    let sql = if returning {
+        format!(
+            "{} RETURNING row_to_json(t)::text, {}",
+            insert_sql(table, &columns),
+            key_expression(shape)
+        )
+    } else {
+        insert_sql(table, &columns)
+    };
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(|e| Error::database("opening a seeding transaction", e))?;
+    if let Some(t) = tenant {
+        let set = match &subject.set_context {
+            Some(statement) => client.execute(statement.as_str(), &[&t]).await,
+            None => {
+                client
+                    .execute(
+                        "SELECT set_config($1, $2, true)",
+                        &[&subject.tenant_setting, &t],
+                    )
+                    .await
+            }
+        };
+        if let Err(e) = set {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Ok(Err(e));
+        }
+    }
+    let json = Value::Object(values.clone()).to_string();
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = if columns.is_empty() {
+        Vec::new()
+    } else {
+        vec![&json]
+    };
+    let inserted = if returning {
+        client
+            .query_one(&sql, &params)
+            .await
+            .map(|row| (parse_object(&row.get::<_, String>(0)), row.get(1)))
+    } else {
+        client
+            .execute(&sql, &params)
+            .await
+            .map(|_| (Map::new(), String::new()))
+    };
+    match inserted {
+        Ok(row) => {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| Error::database("committing a seeded row", e))?;
+            Ok(Ok(row))
+        }
+        Err(e) => {
+            client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(|e| Error::database("rolling a seeding attempt back", e))?;
+            Ok(Err(e))
+        }
+    }
+}
+
+/// `INSERT ... SELECT ... FROM json_populate_record(...)`, without RETURNING.
 fn insert_sql(table: &str, columns: &[String]) -> String {
     if columns.is_empty() {
-        format!("INSERT INTO {table} AS t DEFAULT VALUES RETURNING row_to_json(t)::text")
+        format!("INSERT INTO {table} AS t DEFAULT VALUES")
     } else {
         let list = columns.join(", ");
         format!(
-            "INSERT INTO {table} AS t ({list}) SELECT {list} FROM json_populate_record(NULL::{table}, $1::text::json) RETURNING row_to_json(t)::text"
+            "INSERT INTO {table} AS t ({list}) SELECT {list} FROM json_populate_record(NULL::{table}, $1::text::json)"
         )
     }
 }

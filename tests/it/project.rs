@@ -391,3 +391,78 @@ fn every_example_parses_and_names_existing_migration_directories() {
         assert!(!c.migration_dirs().is_empty(), "{name}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeding_satisfies_constraints_and_reports_what_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("0001_schema.sql"),
+        "CREATE TABLE public.t (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), tenant_id uuid NOT NULL,
+           status text NOT NULL CHECK (status IN ('open', 'closed')),
+           prio int NOT NULL CHECK (prio BETWEEN 1 AND 5),
+           currency char(3) NOT NULL CHECK (currency IN ('EUR', 'USD')));
+         CREATE TABLE public.p (tenant_id uuid NOT NULL, at date NOT NULL) PARTITION BY RANGE (at);
+         CREATE TABLE public.p2030 PARTITION OF public.p FOR VALUES FROM ('2030-01-01') TO ('2031-01-01');
+         CREATE TABLE public.r (tenant_id uuid NOT NULL, code text NOT NULL CHECK (code ~ '^[A-Z]{3}$'));
+         DO $$ DECLARE t text; BEGIN FOREACH t IN ARRAY ARRAY['t', 'p', 'r'] LOOP
+           EXECUTE format('ALTER TABLE public.%I ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', t);
+           EXECUTE format('CREATE POLICY iso ON public.%I USING (tenant_id = nullif(current_setting(''app.t'', true), '''')::uuid)', t);
+           EXECUTE format('GRANT SELECT, INSERT ON public.%I TO seed_app', t);
+         END LOOP; END $$;",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rlsgate.toml"),
+        "[schema]\nmigrations = [\"migrations\"]\n[roles]\nadmin = \"seed_owner\"\nruntime = \"seed_app\"\n\
+         [tenant]\nsetting = \"app.t\"\ncolumns = [\"tenant_id\"]\n\
+         [privileges.relations]\n\"public.t\" = [\"SELECT\", \"INSERT\"]\n\"public.p\" = [\"SELECT\", \"INSERT\"]\n\"public.r\" = [\"SELECT\", \"INSERT\"]\n",
+    )
+    .unwrap();
+    let config = ProjectConfig::load(dir.path()).unwrap();
+    let _server = shared_server().await;
+    let report = project::check(
+        &Settings::from_env().unwrap(),
+        &config,
+        &Source::default(),
+        &options(),
+    )
+    .await
+    .unwrap();
+    let seeding = |name: &str| {
+        report
+            .project
+            .as_ref()
+            .unwrap()
+            .relations
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.seeding.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(seeding("public.t"), "seeded", "{}", findings(&report));
+    assert_eq!(seeding("public.p"), "seeded", "{}", findings(&report));
+    assert!(
+        seeding("public.r").starts_with("not seeded"),
+        "{}",
+        findings(&report)
+    );
+    // What could not be seeded is inconclusive, never a pass.
+    assert_eq!(
+        report.verdict,
+        Verdict::Inconclusive,
+        "{}",
+        findings(&report)
+    );
+    let isolation = report.invariant(InvariantId::TenantIsolation);
+    assert!(
+        isolation
+            .inconclusive
+            .iter()
+            .any(|o| o.probe == "SEED" && o.relation.as_deref() == Some("public.r")),
+        "{}",
+        findings(&report)
+    );
+    assert!(violated(&report).is_empty(), "{}", findings(&report));
+}
