@@ -198,3 +198,45 @@ fn variants_lists_every_broken_variant_name_first() {
         .collect();
     assert_eq!(names, expected);
 }
+
+#[test]
+fn check_needs_a_config_or_a_database_url() {
+    let (code, _, err) = rlsgate(&["check"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--config rlsgate.toml"), "{err}");
+}
+
+#[test]
+fn check_with_a_bad_config_exits_2_and_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rlsgate.toml"),
+        "[roles]\nadmin = \"o\"\nruntime = \"a\"\n[tenant]\ncolumns = [\"tenant_id\"]\n",
+    )
+    .unwrap();
+    let (code, _, err) = rlsgate(&["check", "--config", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("missing field `setting`"), "{err}");
+    assert!(err.contains("docs/project.md"), "{err}");
+}
+
+#[test]
+fn check_config_of_a_broken_example_exits_1_with_evidence_and_a_reproduction() {
+    let out = tempfile::tempdir().unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/saas/broken");
+    let (code, stdout, err) = rlsgate(&[
+        "check",
+        "--config",
+        config,
+        "--cases",
+        "8",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{err}");
+    assert!(stdout.contains("minimal reproduction:"), "{stdout}");
+    assert!(stdout.contains("verdict: fail"), "{stdout}");
+    let evidence = std::fs::read_to_string(out.path().join("evidence.md")).unwrap();
+    assert!(evidence.contains("the project described by its rlsgate.toml"));
+    assert!(evidence.contains("## 5. Minimal reproduction"));
+}
