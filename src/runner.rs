@@ -226,19 +226,7 @@ async fn campaign(
         project: None,
     };
     if !target.has_login(Role::Runtime) {
-        for id in [
-            InvariantId::RuntimeLacksDdl,
-            InvariantId::TenantIsolation,
-            InvariantId::WriteCheck,
-            InvariantId::NoContextClosed,
-            InvariantId::ContextHygiene,
-        ] {
-            ledger.record(Observation::inconclusive(
-                id,
-                "no-runtime-login",
-                "no login for the runtime role was given (--runtime-url): no probe ran as it",
-            ));
-        }
+        ledger.record_all(crate::invariants::no_runtime_login("--runtime-url"));
         let (verdict, invariants) = Report::results(&ledger);
         report_base.verdict = verdict;
         report_base.invariants = invariants;

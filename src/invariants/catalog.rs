@@ -100,6 +100,23 @@ pub async fn relations(oracle: &Client, subject: &Subject) -> Result<Vec<Relatio
         .collect())
 }
 
+/// The type of `relation`'s tenant column as `format_type` prints it (`uuid`, `bigint`,
+/// `character varying(20)`), for casts in probes.
+///
+/// # Errors
+/// A database error when the catalog cannot be read.
+pub async fn tenant_column_type(client: &Client, relation: &Relation) -> Result<String> {
+    Ok(client
+        .query_one(
+            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+             WHERE a.attrelid = $1::text::regclass AND a.attname = $2",
+            &[&relation.name, &relation.tenant_column],
+        )
+        .await
+        .map_err(|e| Error::database("reading the tenant column's type", e))?
+        .get(0))
+}
+
 /// SQL naming function `alias` (a `pg_proc` row; its schema joined as `n`) the way the privilege
 /// matrix does: `public.f(uuid,integer)`, schema always written, whatever the search path.
 pub fn function_name_sql(alias: &str) -> String {

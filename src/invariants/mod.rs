@@ -188,6 +188,30 @@ impl FromStr for InvariantId {
     }
 }
 
+/// The invariants only probes as the runtime can check.
+pub const PROBED: [InvariantId; 5] = [
+    InvariantId::RuntimeLacksDdl,
+    InvariantId::TenantIsolation,
+    InvariantId::WriteCheck,
+    InvariantId::NoContextClosed,
+    InvariantId::ContextHygiene,
+];
+
+/// One inconclusive observation per [`PROBED`] invariant: no login for the runtime role was
+/// given (`how` says how to give one), so no probe ran as it.
+pub fn no_runtime_login(how: &str) -> Vec<Observation> {
+    PROBED
+        .into_iter()
+        .map(|id| {
+            Observation::inconclusive(
+                id,
+                "no-runtime-login",
+                format!("no login for the runtime role was given ({how}): no probe ran as it"),
+            )
+        })
+        .collect()
+}
+
 /// What one check saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -189,19 +189,25 @@ pub async fn set_context(
     subject: &Subject,
     tenant: &str,
 ) -> Result<()> {
-    let result = match &subject.set_context {
-        Some(statement) => tx.execute(statement.as_str(), &[&tenant]).await,
-        None => {
-            tx.execute(
-                "SELECT set_config($1, $2, true)",
-                &[&subject.tenant_setting, &tenant],
-            )
-            .await
-        }
-    };
-    result
-        .map(drop)
+    set_context_on(tx, subject, tenant)
+        .await
         .map_err(|e| Error::database("setting the tenant context for a probe", e))
+}
+
+/// Set the tenant context as the application does ([`Subject::context_statement`]) on any
+/// client or transaction; the database's error, if any, is the caller's to judge.
+///
+/// # Errors
+/// The statement's error.
+pub async fn set_context_on(
+    client: &impl tokio_postgres::GenericClient,
+    subject: &Subject,
+    tenant: &str,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    client
+        .execute(subject.context_statement().as_str(), &[&tenant])
+        .await
+        .map(drop)
 }
 
 /// One row of `tenant` in `relation`, as the oracle reads it: its JSON (to re-insert a copy)

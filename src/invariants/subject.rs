@@ -59,6 +59,17 @@ impl Subject {
             && !self.exclude.iter().any(|e| e == name)
     }
 
+    /// The statement that sets the tenant context in the current transaction, `$1` the tenant
+    /// id as text: the application's own, or `SELECT set_config('<setting>', $1, true)`.
+    pub fn context_statement(&self) -> String {
+        self.set_context.clone().unwrap_or_else(|| {
+            format!(
+                "SELECT set_config({}, $1, true)",
+                crate::roles::quote_literal(&self.tenant_setting)
+            )
+        })
+    }
+
     /// The tenant columns, for messages (`tenant_id` or `org_id or tenant_id`).
     pub fn tenant_columns_text(&self) -> String {
         self.tenant_columns.join(" or ")

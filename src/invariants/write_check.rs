@@ -78,15 +78,7 @@ pub async fn check(
         let column = rel.tenant_column_sql();
         let b_row = sample_row(oracle, rel, b_id).await?;
         let a_rows = oracle_count(oracle, rel, a_id).await?;
-        let column_type: String = oracle
-            .query_one(
-                "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-                 WHERE a.attrelid = $1::text::regclass AND a.attname = $2",
-                &[&rel.name, &rel.tenant_column],
-            )
-            .await
-            .map_err(|e| Error::database("reading the tenant column's type", e))?
-            .get(0);
+        let column_type = crate::invariants::catalog::tenant_column_type(oracle, rel).await?;
         let tx = session
             .client_mut()
             .transaction()

@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
-use crate::invariants::catalog::Relation;
+use crate::invariants::catalog::{self, Relation};
 use crate::invariants::{InvariantId, Observation, Status, Subject};
 use crate::project::seed::{SeededTenant, Seeder};
 
@@ -102,15 +102,7 @@ impl Target {
             .collect();
         for r in chosen {
             let (key_sql, keyed) = seeder.key_sql(oracle, &r.name).await?;
-            let column_type: String = oracle
-                .query_one(
-                    "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-                     WHERE a.attrelid = $1::text::regclass AND a.attname = $2",
-                    &[&r.name, &r.tenant_column],
-                )
-                .await
-                .map_err(|e| Error::database("reading the tenant column's type", e))?
-                .get(0);
+            let column_type = catalog::tenant_column_type(oracle, r).await?;
             out.push(Self {
                 relation: r.clone(),
                 key_sql,
@@ -137,9 +129,7 @@ impl Transcript {
         param: &str,
         ended: &str,
     ) {
-        let set = subject.set_context.clone().unwrap_or_else(|| {
-            format!("SELECT set_config('{}', $1, true)", subject.tenant_setting)
-        });
+        let set = subject.context_statement();
         self.lines.push(format!(
             "BEGIN; {}; {}; COMMIT;  -- {} ; {}",
             set.replace("$1", &format!("'{}'", tenant.id)),
@@ -569,17 +559,7 @@ async fn execute(
 }
 
 async fn set_context(client: &Client, subject: &Subject, tenant: &str) -> Result<()> {
-    let result = match &subject.set_context {
-        Some(statement) => client.execute(statement.as_str(), &[&tenant]).await,
-        None => {
-            client
-                .execute(
-                    "SELECT set_config($1, $2, true)",
-                    &[&subject.tenant_setting, &tenant],
-                )
-                .await
-        }
-    };
+    let result = crate::invariants::probe::set_context_on(client, subject, tenant).await;
     result
         .map(drop)
         .map_err(|e| Error::database("setting the tenant context", e))

@@ -191,19 +191,9 @@ pub async fn check(
         }
         discovery.mark_seeded(&seeder);
         let Some(runtime) = prepared.runtime.clone() else {
-            for id in [
-                InvariantId::RuntimeLacksDdl,
-                InvariantId::TenantIsolation,
-                InvariantId::WriteCheck,
-                InvariantId::NoContextClosed,
-                InvariantId::ContextHygiene,
-            ] {
-                ledger.record(Observation::inconclusive(
-                    id,
-                    "no-runtime-login",
-                    "no login for the runtime role was given (--runtime-url or roles.runtime_url_env): no probe ran as it",
-                ));
-            }
+            ledger.record_all(crate::invariants::no_runtime_login(
+                "--runtime-url or roles.runtime_url_env",
+            ));
             return Ok(());
         };
         ledger.record_all(runtime_lacks_ddl::check(&runtime, &subject, &relations).await?);
@@ -222,18 +212,33 @@ pub async fn check(
         ledger.record_all(
             tenant_isolation::check(&mut session, &oracle, &subject, &probed, &tenants).await?,
         );
-        ledger.record_all(tenant_isolation::check_functions(&mut session, &subject, &tenants).await?);
+        ledger
+            .record_all(tenant_isolation::check_functions(&mut session, &subject, &tenants).await?);
         ledger.record_all(
-            write_check::check(&mut session, &oracle, &subject, &probed, &tenants[0], &tenants[1])
-                .await?,
+            write_check::check(
+                &mut session,
+                &oracle,
+                &subject,
+                &probed,
+                &tenants[0],
+                &tenants[1],
+            )
+            .await?,
         );
         ledger.record_all(
             no_context_closed::check(&runtime, &oracle, &subject, &probed, &tenants[0]).await?,
         );
         if let Some(dlq) = &project.dlq {
             ledger.record_all(
-                dlq_write(&mut session, &oracle, &mut seeder, &subject, &relations, &dlq.table)
-                    .await?,
+                dlq_write(
+                    &mut session,
+                    &oracle,
+                    &mut seeder,
+                    &subject,
+                    &relations,
+                    &dlq.table,
+                )
+                .await?,
             );
         }
         let pool = pool(&runtime, options.pool_size)?;

@@ -661,17 +661,7 @@ async fn try_insert(
         .await
         .map_err(|e| Error::database("opening a seeding transaction", e))?;
     if let Some(t) = tenant {
-        let set = match &subject.set_context {
-            Some(statement) => client.execute(statement.as_str(), &[&t]).await,
-            None => {
-                client
-                    .execute(
-                        "SELECT set_config($1, $2, true)",
-                        &[&subject.tenant_setting, &t],
-                    )
-                    .await
-            }
-        };
+        let set = crate::invariants::probe::set_context_on(client, subject, t).await;
         if let Err(e) = set {
             let _ = client.batch_execute("ROLLBACK").await;
             return Ok(Err(e));
