@@ -275,22 +275,18 @@ async fn campaign(
         aborted: None,
     });
 
-    let mut seed = [0u8; 32];
-    seed[..8].copy_from_slice(&options.seed.to_le_bytes());
-    let config = ProptestConfig {
-        cases: options.cases,
-        // Zero would mean "no limit" to proptest.
-        max_shrink_time: u32::try_from(options.max_shrink_time.as_millis())
-            .unwrap_or(u32::MAX)
-            .max(1),
-        max_shrink_iters: options.max_shrink_iters,
-        failure_persistence: options
-            .regressions
-            .map(|p| Box::new(FileFailurePersistence::Direct(p)) as _),
-        ..ProptestConfig::default()
-    };
-    let mut runner =
-        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
+    let mut runner = seeded_runner(
+        ProptestConfig {
+            cases: options.cases,
+            max_shrink_iters: options.max_shrink_iters,
+            failure_persistence: options
+                .regressions
+                .map(|p| Box::new(FileFailurePersistence::Direct(p)) as _),
+            ..ProptestConfig::default()
+        },
+        options.seed,
+        options.max_shrink_time,
+    );
     let strategy = workload(shape);
     let handle = tokio::runtime::Handle::current();
     let total = options.cases;
@@ -355,18 +351,13 @@ async fn campaign(
     let counterexample = match result {
         Ok(()) => None,
         Err(TestError::Fail(reason, minimal)) => {
-            let found = st
-                .failures
-                .iter()
-                .rev()
-                .find(|(w, _, _)| *w == minimal)
-                .or(st.failures.last())
-                .cloned();
-            found.map(|(workload, violations, transcript)| Counterexample {
-                reason: reason.to_string(),
-                workload,
-                violations,
-                transcript,
+            minimal_failure(&st.failures, &minimal).map(|(workload, violations, transcript)| {
+                Counterexample {
+                    reason: reason.to_string(),
+                    workload,
+                    violations,
+                    transcript,
+                }
             })
         }
         Err(TestError::Abort(reason)) => {
@@ -405,6 +396,39 @@ async fn campaign(
         },
         ..report_base
     })
+}
+
+/// proptest's runner with `config`, its generator seeded by `seed` (the same seed generates the
+/// same cases), shrinking bounded by `max_shrink_time`.
+pub(crate) fn seeded_runner(
+    config: ProptestConfig,
+    seed: u64,
+    max_shrink_time: Duration,
+) -> TestRunner {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let config = ProptestConfig {
+        // Zero would mean "no limit" to proptest.
+        max_shrink_time: u32::try_from(max_shrink_time.as_millis())
+            .unwrap_or(u32::MAX)
+            .max(1),
+        ..config
+    };
+    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
+}
+
+/// The recorded failure of the `minimal` input proptest shrank to (the last failure, if that
+/// input was not recorded): input, violations, transcript.
+pub(crate) fn minimal_failure<T: PartialEq + Clone>(
+    failures: &[(T, Vec<Observation>, String)],
+    minimal: &T,
+) -> Option<(T, Vec<Observation>, String)> {
+    failures
+        .iter()
+        .rev()
+        .find(|(input, _, _)| input == minimal)
+        .or(failures.last())
+        .cloned()
 }
 
 /// Execute one case and run every per-case check.

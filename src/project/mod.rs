@@ -18,9 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use proptest::test_runner::{
-    Config as ProptestConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
-};
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestError};
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
@@ -789,18 +787,15 @@ async fn dml_property(
         runs: 0,
         aborted: None,
     });
-    let mut seed = [0u8; 32];
-    seed[..8].copy_from_slice(&options.seed.to_le_bytes());
-    let config = ProptestConfig {
-        cases: options.cases,
-        max_shrink_time: u32::try_from(options.max_shrink_time.as_millis())
-            .unwrap_or(u32::MAX)
-            .max(1),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    let mut runner =
-        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
+    let mut runner = crate::runner::seeded_runner(
+        ProptestConfig {
+            cases: options.cases,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        },
+        options.seed,
+        options.max_shrink_time,
+    );
     let strategy = dml::sequences(targets.len(), options.max_actions);
     let handle = tokio::runtime::Handle::current();
     let first_failure = std::sync::Mutex::new(None::<u64>);
@@ -861,15 +856,8 @@ async fn dml_property(
     let runs = first_failure.lock().unwrap().unwrap_or(st.runs);
     let reproduction = match result {
         Ok(()) => None,
-        Err(TestError::Fail(_, minimal)) => {
-            let found = st
-                .failures
-                .iter()
-                .rev()
-                .find(|(a, _, _)| *a == minimal)
-                .or(st.failures.last())
-                .cloned();
-            found.map(|(actions, violations, transcript)| {
+        Err(TestError::Fail(_, minimal)) => crate::runner::minimal_failure(&st.failures, &minimal)
+            .map(|(actions, violations, transcript)| {
                 let script = format!(
                     "-- minimal DML sequence ({} actions), as the runtime {}:\n{transcript}",
                     actions.len(),
@@ -879,8 +867,7 @@ async fn dml_property(
                     observations.push(v.with_statement(script.clone()));
                 }
                 script
-            })
-        }
+            }),
         Err(TestError::Abort(reason)) => {
             return Err(Error::provisioning(format!(
                 "the property runner aborted: {reason}"
