@@ -859,7 +859,7 @@ async fn dml_property(
         Err(TestError::Fail(_, minimal)) => crate::runner::minimal_failure(&st.failures, &minimal)
             .map(|(actions, violations, transcript)| {
                 let script = format!(
-                    "-- minimal DML sequence ({} actions), as the runtime {}:\n{transcript}",
+                    "-- minimal DML sequence ({} action(s)), as the runtime {}:\n{transcript}",
                     actions.len(),
                     subject.runtime_role
                 );
