@@ -69,47 +69,8 @@ fn findings(report: &Report) -> String {
     for f in &distinct {
         let _ = writeln!(out, "  {f}");
     }
-    let d = report.project.as_ref().expect("a project report");
     out.push_str("\ndiscovered:\n");
-    for r in &d.relations {
-        let _ = writeln!(
-            out,
-            "  {} {} tenant={} runtime=[{}]{}",
-            r.kind,
-            r.name,
-            r.tenant_column.as_deref().unwrap_or("-"),
-            r.runtime.join(" "),
-            r.seeding
-                .as_deref()
-                .map(|s| format!(" {s}"))
-                .unwrap_or_default()
-        );
-    }
-    for f in &d.functions {
-        let _ = writeln!(
-            out,
-            "  function {}{}{}",
-            f.signature,
-            if f.security_definer {
-                " SECURITY DEFINER"
-            } else {
-                ""
-            },
-            if f.runtime_can_execute {
-                " (runtime can execute)"
-            } else {
-                ""
-            }
-        );
-    }
-    for s in &d.sequences {
-        let _ = writeln!(
-            out,
-            "  sequence {} runtime=[{}]",
-            s.name,
-            s.runtime.join(" ")
-        );
-    }
+    out.push_str(&rlsgate::evidence::text::discovery(report));
     out
 }
 
