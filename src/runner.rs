@@ -128,12 +128,7 @@ pub async fn check(
             ))
         })?),
     };
-    let target_url = crate::provision::external::ServerUrl::parse(oracle_url, "--database-url")?;
-    let oracle = target_url
-        .endpoint
-        .config(&target_url.superuser, &target_url.database);
-    let client = Server::connect_with(&oracle).await?;
-    crate::provision::external::check_superuser(&client, &target_url.superuser.user).await?;
+    let (oracle, _) = crate::provision::external::oracle(oracle_url, "--database-url").await?;
     if !options.variants.is_empty() {
         return Err(Error::config(
             "--variant applies to the built-in system only; rlsgate check never changes a database",
@@ -195,16 +190,8 @@ async fn campaign(
         .map_err(|e| Error::database("reading the server version", e))?
         .get(0);
     let relations = catalog::relations(&oracle, &subject).await?;
-    let evidence = StaticEvidence {
-        identity: identity::read(&oracle, &subject).await?,
-        privileges: least_privilege::matrix(&oracle, &subject).await?,
-        policies: rls_coverage::catalogue(&oracle, &subject).await?,
-    };
     let mut ledger = Ledger::default();
-    ledger.record_all(runtime_identity::check_role(&oracle, &subject).await?);
-    ledger.record_all(runtime_identity::check_migrations(&oracle, &subject).await?);
-    ledger.record_all(least_privilege::check(&oracle, &subject).await?);
-    ledger.record_all(rls_coverage::check(&oracle, &subject).await?);
+    let evidence = static_checks(&oracle, &subject, &mut ledger).await?;
     let mut report_base = Report {
         verdict: Verdict::Inconclusive,
         mode: mode.into(),
@@ -396,6 +383,29 @@ async fn campaign(
         },
         ..report_base
     })
+}
+
+/// The catalog evidence of `subject`, and the static checks (runtime identity and migrations,
+/// least privilege, RLS coverage) recorded in `ledger`.
+///
+/// # Errors
+/// A database error when the catalog cannot be read; a config error when the runtime role
+/// does not exist.
+pub(crate) async fn static_checks(
+    oracle: &Client,
+    subject: &Subject,
+    ledger: &mut Ledger,
+) -> Result<StaticEvidence> {
+    let evidence = StaticEvidence {
+        identity: identity::read(oracle, subject).await?,
+        privileges: least_privilege::matrix(oracle, subject).await?,
+        policies: rls_coverage::catalogue(oracle, subject).await?,
+    };
+    ledger.record_all(runtime_identity::check_role(oracle, subject).await?);
+    ledger.record_all(runtime_identity::check_migrations(oracle, subject).await?);
+    ledger.record_all(least_privilege::check(oracle, subject).await?);
+    ledger.record_all(rls_coverage::check(oracle, subject).await?);
+    Ok(evidence)
 }
 
 /// proptest's runner with `config`, its generator seeded by `seed` (the same seed generates the

@@ -31,12 +31,12 @@ use crate::error::{Error, Result};
 use crate::invariants::catalog::{self, Relation};
 use crate::invariants::{
     ExpectedPrivileges, InvariantId, Ledger, Observation, ProbeSession, Status, Subject,
-    context_hygiene, identity, least_privilege, no_context_closed, rls_coverage, runtime_identity,
-    runtime_lacks_ddl, tenant_isolation, write_check,
+    context_hygiene, no_context_closed, runtime_identity, runtime_lacks_ddl, tenant_isolation,
+    write_check,
 };
 use crate::migrations::MigrationSet;
 use crate::provision::Server;
-use crate::report::{Performance, Report, StaticEvidence, TaskCounts, Verdict};
+use crate::report::{Performance, Report, TaskCounts, Verdict};
 use crate::roles::quote_ident;
 
 /// The invariants a project is checked against (the history invariants need the built-in
@@ -100,9 +100,8 @@ struct Prepared {
     oracle: tokio_postgres::Config,
     runtime: Option<tokio_postgres::Config>,
     backend: String,
-    /// Keeps a database rlsgate built alive (dropped at the end).
+    /// Keeps a database rlsgate built, and its server, alive (dropped at the end).
     _database: Option<Database>,
-    _server: Option<Server>,
     existing: bool,
 }
 
@@ -138,15 +137,7 @@ pub async fn check(
     }
     let mut ledger = Ledger::scoped(scope);
     let mut discovery = discovery::read(&oracle, &subject, &relations).await?;
-    let evidence = StaticEvidence {
-        identity: identity::read(&oracle, &subject).await?,
-        privileges: least_privilege::matrix(&oracle, &subject).await?,
-        policies: rls_coverage::catalogue(&oracle, &subject).await?,
-    };
-    ledger.record_all(runtime_identity::check_role(&oracle, &subject).await?);
-    ledger.record_all(runtime_identity::check_migrations(&oracle, &subject).await?);
-    ledger.record_all(least_privilege::check(&oracle, &subject).await?);
-    ledger.record_all(rls_coverage::check(&oracle, &subject).await?);
+    let evidence = crate::runner::static_checks(&oracle, &subject, &mut ledger).await?;
     if let Some(dlq) = &project.dlq {
         ledger.record_all(dlq_static(&relations, &dlq.table, &subject));
     }
@@ -316,13 +307,6 @@ pub async fn check(
     })
 }
 
-/// `url` without its password.
-fn redacted(url: &str) -> String {
-    regex::Regex::new(r"://([^:/@]+):[^@]*@")
-        .map(|re| re.replace(url, "://$1:***@").into_owned())
-        .unwrap_or_default()
-}
-
 fn reproduce(source: &Source, options: &ProjectOptions) -> String {
     let mut cmd = format!(
         "rlsgate check --config rlsgate.toml --cases {} --seed {}",
@@ -357,16 +341,7 @@ async fn prepare(
     source: &Source,
 ) -> Result<Prepared> {
     if let Some(url) = &source.database_url {
-        let target = crate::provision::external::ServerUrl::parse(url, "--database-url")?;
-        let oracle = target.endpoint.config(&target.superuser, &target.database);
-        let client = Server::connect_with(&oracle).await.map_err(|e| {
-            Error::config(format!(
-                "cannot reach the database of --database-url ({}): {e}; check the host, port, \
-                 password and that the server is running",
-                redacted(url)
-            ))
-        })?;
-        crate::provision::external::check_superuser(&client, &target.superuser.user).await?;
+        let (oracle, _) = crate::provision::external::oracle(url, "--database-url").await?;
         let runtime_url = source.runtime_url.clone().or_else(|| {
             project
                 .roles
@@ -397,7 +372,6 @@ async fn prepare(
             runtime,
             backend: "external".into(),
             _database: None,
-            _server: None,
             existing: true,
         });
     }
@@ -465,7 +439,6 @@ async fn prepare(
         runtime: Some(server.config(&runtime, database.name())),
         backend: server.backend().to_string(),
         _database: Some(database),
-        _server: Some(server),
         existing: false,
     })
 }
@@ -643,10 +616,7 @@ pub async fn expected_privileges(
 fn dlq_static(relations: &[Relation], table: &str, subject: &Subject) -> Vec<Observation> {
     let id = InvariantId::DlqCompleteness;
     let runtime = &subject.runtime_role;
-    let Some(r) = relations
-        .iter()
-        .find(|r| r.name == table || format!("public.{}", r.name) == table)
-    else {
+    let Some(r) = relations.iter().find(|r| r.name == table) else {
         return vec![Observation::inconclusive(
             id,
             "catalog:dlq",

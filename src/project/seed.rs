@@ -289,7 +289,10 @@ impl Seeder {
                         {
                             Ok(row) => row,
                             Err(why) => {
-                                return Ok(Err(format!("it references {}, which {why}", fk.table)));
+                                return Ok(Err(format!(
+                                    "it references {}, which could not be seeded: {why}",
+                                    fk.table
+                                )));
                             }
                         }
                     }
@@ -304,7 +307,10 @@ impl Seeder {
                 match Box::pin(self.shared_row(oracle, subject, &fk.table, depth + 1)).await? {
                     Ok(row) => row,
                     Err(why) => {
-                        return Ok(Err(format!("it references {}, which {why}", fk.table)));
+                        return Ok(Err(format!(
+                            "it references {}, which could not be seeded: {why}",
+                            fk.table
+                        )));
                     }
                 }
             };
@@ -385,7 +391,9 @@ impl Seeder {
         let inserted = self
             .insert(oracle, subject, table, tenant, values, true)
             .await?;
-        if let (Ok(row), None) = (&inserted, tenant) {
+        // Rows of shared tables are removed by content; tenants by key (see `cleanup`).
+        let tenant_table = self.tenant_key.as_ref().is_some_and(|(t, _)| t == table);
+        if let (Ok(row), None, false) = (&inserted, tenant, tenant_table) {
             self.shared.push(SharedRow {
                 table: table.to_string(),
                 text: row_text(&row.0),

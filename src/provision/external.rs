@@ -68,6 +68,41 @@ impl ServerUrl {
     }
 }
 
+impl ServerUrl {
+    /// The URL with its password masked, for messages.
+    pub fn redacted(&self) -> String {
+        format!(
+            "postgres://{}:***@{}:{}/{}",
+            self.superuser.user, self.endpoint.host, self.endpoint.port, self.database
+        )
+    }
+}
+
+/// The oracle of an existing database: parse `url` (named `variable` in messages), log in, and
+/// check that the login is a superuser. Returns the login and the connection.
+///
+/// # Errors
+/// A config error for a malformed or unreachable URL (the password masked) or a role that is
+/// not a superuser.
+pub(crate) async fn oracle(
+    url: &str,
+    variable: &str,
+) -> Result<(tokio_postgres::Config, tokio_postgres::Client)> {
+    let target = ServerUrl::parse(url, variable)?;
+    let config = target.endpoint.config(&target.superuser, &target.database);
+    let client = crate::provision::Server::connect_with(&config)
+        .await
+        .map_err(|e| {
+            Error::config(format!(
+                "cannot reach the database of {variable} ({}): {e}; check the host, port, \
+                 password and that the server is running",
+                target.redacted()
+            ))
+        })?;
+    check_superuser(&client, &target.superuser.user).await?;
+    Ok((config, client))
+}
+
 /// Check that the URL's role is a superuser (rlsgate creates roles and databases with it).
 ///
 /// # Errors
