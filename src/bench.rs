@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::campaign::{self, CampaignOptions};
 use crate::config::{BackendChoice, Settings};
 use crate::error::Result;
 use crate::migrations::MigrationSet;
 use crate::provision::{self, Server};
 use crate::roles::{MIGRATION_OWNER, Role};
-use crate::runner::{self, CampaignOptions};
 use crate::system::{TaskMessage, TaskName, Variant, Worker, WorkerConfig};
 use crate::workload::{FaultKind, WorkloadShape};
 
@@ -229,7 +229,7 @@ pub async fn run(settings: &Settings, options: &BenchOptions) -> Result<BenchRep
             run_tasks(&worker, tenant, rep, options.tasks, c).await;
             rates.push(options.tasks as f64 / started.elapsed().as_secs_f64().max(1e-9));
         }
-        let campaign = runner::run(
+        let campaign = campaign::run(
             settings,
             &CampaignOptions {
                 cases: options.cases,
@@ -299,7 +299,7 @@ pub async fn run(settings: &Settings, options: &BenchOptions) -> Result<BenchRep
         let mut secs = Vec::new();
         let mut detected = true;
         for &seed in &options.seeds {
-            let report = runner::run(
+            let report = campaign::run(
                 settings,
                 &CampaignOptions {
                     cases: options.cases,

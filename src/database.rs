@@ -1,4 +1,5 @@
-//! A database of a [`Server`] and connections to it as each [`Role`].
+//! Databases of a [`Server`]: the migrated template (created once per server), its clones, empty
+//! and project databases, all hardened alike, and connections to them as each [`Role`].
 //!
 //! A database made by [`Server::fresh_database`] is a clone of the migrated template. It is
 //! dropped when its handle drops, unless the test failed (the thread is panicking), the caller
@@ -7,12 +8,15 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::sync::OnceCell;
 use tokio_postgres::Client;
 
 use crate::config::KeepPolicy;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::migrations::MigrationSet;
 use crate::provision::{Server, run_detached};
-use crate::roles::{Credentials, Role, quote_ident};
+use crate::roles::{APP_USER, Credentials, Role};
+use crate::sql::quote_ident;
 
 /// A database on a server, and how to connect to it as each role.
 #[derive(Debug)]
@@ -92,6 +96,149 @@ impl Database {
     pub fn keep(&self) {
         self.keep.store(true, Ordering::SeqCst);
     }
+}
+
+/// The migrated template of one server, kept per server ([`Server::extension`]).
+#[derive(Default)]
+struct Template(OnceCell<String>);
+
+impl Server {
+    /// A new empty database (no migrations applied), set up like every rlsgate database and
+    /// dropped with its handle: for applying migration sets of your own.
+    ///
+    /// # Errors
+    /// A database error when a statement fails.
+    pub async fn empty_database(&self) -> Result<Database> {
+        let name = self.database_name("empty");
+        self.create_database(&name).await?;
+        Ok(Database::new(self.clone(), name))
+    }
+
+    /// Create an empty database owned by `migration_owner`, with CONNECT for the runtime only and
+    /// no CREATE on `public` nor TEMPORARY for anyone else.
+    ///
+    /// # Errors
+    /// A database error when a statement fails.
+    pub async fn create_database(&self, name: &str) -> Result<()> {
+        let roles = self.roles().await?;
+        let su = self.superuser().await?;
+        su.batch_execute(&format!(
+            "CREATE DATABASE {db} OWNER {owner}",
+            db = quote_ident(name),
+            owner = roles.migration_owner.user
+        ))
+        .await
+        .map_err(|e| Error::database(format!("creating database {name}"), e))?;
+        harden_database(&su, name).await?;
+        harden_schema(&self.superuser_on(name).await?, name).await
+    }
+
+    /// Create an empty database `name` owned by `owner`, with CONNECT for `runtime` only and no
+    /// CREATE on `public` nor TEMPORARY for anyone else: [`Server::create_database`] for a
+    /// project's roles. Dropped with the returned handle.
+    ///
+    /// # Errors
+    /// A database error when a statement fails.
+    pub async fn project_database(&self, owner: &str, runtime: &str) -> Result<Database> {
+        let name = self.database_name("project");
+        let su = self.superuser().await?;
+        su.batch_execute(&format!(
+            "CREATE DATABASE {db} OWNER {owner}",
+            db = quote_ident(&name),
+            owner = quote_ident(owner)
+        ))
+        .await
+        .map_err(|e| Error::database(format!("creating database {name}"), e))?;
+        let database = Database::new(self.clone(), name.clone());
+        harden_database_for(&su, &name, runtime).await?;
+        harden_schema(&self.superuser_on(&name).await?, &name).await?;
+        Ok(database)
+    }
+
+    /// The name of a database migrated with the reference migrations as `migration_owner`,
+    /// created once per server and used as the template of every [`Server::fresh_database`].
+    ///
+    /// # Errors
+    /// A migration error when a reference migration fails, or a database error.
+    pub async fn template(&self) -> Result<String> {
+        self.extension::<Template>()
+            .0
+            .get_or_try_init(|| async {
+                let name = self.database_name("template");
+                self.create_database(&name).await?;
+                let roles = self.roles().await?;
+                let mut owner =
+                    Self::connect_with(&self.config(&roles.migration_owner, &name)).await?;
+                MigrationSet::reference()
+                    .apply(&mut owner, &roles.migration_owner.user)
+                    .await?;
+                drop(owner);
+                self.superuser()
+                    .await?
+                    .batch_execute(&format!(
+                        "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
+                        quote_ident(&name)
+                    ))
+                    .await
+                    .map_err(|e| Error::database("marking the template", e))?;
+                Ok(name)
+            })
+            .await
+            .cloned()
+    }
+
+    /// A fresh database cloned from the migrated template. It is dropped when the handle drops,
+    /// unless the test failed (then it is kept and how to reach it is printed).
+    ///
+    /// # Errors
+    /// As [`Server::template`], or a database error when the clone fails.
+    pub async fn fresh_database(&self) -> Result<Database> {
+        let template = self.template().await?;
+        let name = self.database_name("db");
+        let roles = self.roles().await?;
+        let su = self.superuser().await?;
+        su.batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE {} OWNER {}",
+            quote_ident(&name),
+            quote_ident(&template),
+            roles.migration_owner.user
+        ))
+        .await
+        .map_err(|e| Error::database(format!("cloning the template into {name}"), e))?;
+        harden_database(&su, &name).await?;
+        Ok(Database::new(self.clone(), name))
+    }
+
+    /// A database of this server that already exists, by name (not dropped by the handle).
+    pub fn existing_database(&self, name: &str) -> Database {
+        Database::existing(self.clone(), name.to_string())
+    }
+}
+
+/// Database-level privileges are not copied from a template: set them on every new database
+/// (`su` is a superuser connection to any other database).
+pub(crate) async fn harden_database(su: &Client, name: &str) -> Result<()> {
+    harden_database_for(su, name, APP_USER).await
+}
+
+/// No privilege on database `name` for PUBLIC; CONNECT for `runtime`.
+async fn harden_database_for(su: &Client, name: &str, runtime: &str) -> Result<()> {
+    su.batch_execute(&format!(
+        "REVOKE ALL ON DATABASE {db} FROM PUBLIC; GRANT CONNECT ON DATABASE {db} TO {app}",
+        db = quote_ident(name),
+        app = quote_ident(runtime)
+    ))
+    .await
+    .map_err(|e| Error::database(format!("setting the privileges of database {name}"), e))
+}
+
+/// No CREATE on `public` for PUBLIC (`inside` is a superuser connection to database `name`).
+/// Schema privileges live inside the database, so a clone inherits them from its template.
+pub(crate) async fn harden_schema(inside: &Client, name: &str) -> Result<()> {
+    inside
+        .batch_execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        .await
+        .map_err(|e| Error::database(format!("revoking CREATE on public in {name}"), e))
 }
 
 impl Drop for Database {

@@ -39,24 +39,33 @@
 //! See [`config`]: nothing outside it reads the environment.
 #![deny(missing_docs)]
 
+#[cfg(test)]
+mod architecture;
 pub mod bench;
+pub mod campaign;
+pub mod catalog;
 pub mod config;
 pub mod database;
 pub mod error;
 pub mod evidence;
-pub mod executor;
-pub mod faults;
-pub mod history;
+pub(crate) mod executor;
+pub(crate) mod faults;
+pub(crate) mod history;
 pub mod invariants;
 pub mod migrations;
+pub mod policy_expression;
+pub(crate) mod probe;
 pub mod project;
 pub mod provision;
+pub mod refusal;
 pub mod report;
 pub mod roles;
-pub mod runner;
 pub mod setup;
+mod sql;
+pub mod subject;
 pub mod system;
-pub mod target;
+pub(crate) mod target;
+pub(crate) mod truth;
 pub mod workload;
 
 pub use config::{BackendChoice, ImageRef, KeepPolicy, Settings};

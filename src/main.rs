@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use rlsgate::campaign::{self, CampaignOptions, Progress};
 use rlsgate::report::Report;
-use rlsgate::runner::{self, CampaignOptions, Progress};
 use rlsgate::system::Variant;
 use rlsgate::{BackendChoice, Settings};
 
@@ -25,10 +25,10 @@ struct Cli {
 #[derive(Args, Debug, Clone)]
 struct CampaignArgs {
     /// Cases to generate (shrinking a failure runs more).
-    #[arg(long, default_value_t = runner::DEFAULT_CASES)]
+    #[arg(long, default_value_t = campaign::DEFAULT_CASES)]
     cases: u32,
     /// Seed of the workload generator; the same seed replays the same workloads.
-    #[arg(long, default_value_t = runner::DEFAULT_SEED)]
+    #[arg(long, default_value_t = campaign::DEFAULT_SEED)]
     seed: u64,
     /// Where report.json goes.
     #[arg(long, default_value = "target/rlsgate")]
@@ -233,7 +233,7 @@ async fn run(
             format!(", variants: {}", variants.join(", "))
         }
     );
-    let report = runner::run(&settings, &options).await?;
+    let report = campaign::run(&settings, &options).await?;
     finish(&report, &args.out)
 }
 
@@ -243,7 +243,7 @@ async fn check(
     args: CampaignArgs,
 ) -> anyhow::Result<ExitCode> {
     let options = options(&args, &[])?;
-    let report = runner::check(url, runtime_url, &options).await?;
+    let report = campaign::check(url, runtime_url, &options).await?;
     finish(&report, &args.out)
 }
 
@@ -259,11 +259,11 @@ async fn check_project(
     if args.cases == 0 {
         anyhow::bail!("--cases must be at least 1");
     }
-    let options = rlsgate::project::ProjectOptions {
+    let options = rlsgate::campaign::ProjectOptions {
         cases: args.cases,
         seed: args.seed,
         progress: true,
-        ..rlsgate::project::ProjectOptions::default()
+        ..rlsgate::campaign::ProjectOptions::default()
     };
     eprintln!(
         "rlsgate: checking the project of {} ({} DML sequences, seed {})",
@@ -275,7 +275,7 @@ async fn check_project(
         database_url,
         runtime_url,
     };
-    let report = rlsgate::project::check(&settings, &project, &source, &options).await?;
+    let report = rlsgate::campaign::check_project(&settings, &project, &source, &options).await?;
     finish(&report, &args.out)
 }
 

@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 
 use tokio_postgres::{Client, Config};
 
+use crate::catalog::Relation;
 use crate::error::{Error, Result};
-use crate::invariants::Subject;
-use crate::invariants::catalog::Relation;
 use crate::provision::Server;
+use crate::refusal::Refused;
+use crate::subject::Subject;
 
 /// Why a role's view of a relation is not filtered by row-level security.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +17,7 @@ pub enum Bypass {
     /// The role is a superuser.
     Superuser,
     /// The role has BYPASSRLS.
-    BypassRls,
+    RlsBypassAttribute,
     /// The role owns (or has the privileges of the owner of) a relation whose RLS is not forced.
     OwnerWithoutForce,
 }
@@ -25,7 +26,7 @@ impl std::fmt::Display for Bypass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Superuser => "is a superuser",
-            Self::BypassRls => "has BYPASSRLS",
+            Self::RlsBypassAttribute => "has BYPASSRLS",
             Self::OwnerWithoutForce => "owns the relation and its RLS is not forced",
         })
     }
@@ -99,7 +100,7 @@ impl ProbeSession {
         if self.superuser {
             Some(Bypass::Superuser)
         } else if self.bypassrls {
-            Some(Bypass::BypassRls)
+            Some(Bypass::RlsBypassAttribute)
         } else if self.owns_unforced.contains(relation) {
             Some(Bypass::OwnerWithoutForce)
         } else {
@@ -113,26 +114,21 @@ impl ProbeSession {
 pub enum Probed {
     /// It ran and affected (or returned) this many rows.
     Rows(u64),
-    /// It raised an error with this SQLSTATE (None when the connection failed).
-    Error(Option<String>, String),
+    /// The database did not run it.
+    Error(Refused),
 }
 
 impl Probed {
     /// The SQLSTATE, when the statement raised one.
     pub fn sqlstate(&self) -> Option<String> {
         match self {
-            Self::Error(s, _) => s.clone(),
+            Self::Error(r) => r.sqlstate.clone(),
             Self::Rows(_) => None,
         }
     }
-}
 
-impl Probed {
     fn from_error(e: &tokio_postgres::Error) -> Self {
-        Self::Error(
-            e.code().map(|c| c.code().to_string()),
-            crate::error::describe_db_error(e),
-        )
+        Self::Error(Refused::of(e))
     }
 }
 

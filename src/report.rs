@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::identity::RuntimeIdentity;
+use crate::catalog::policies::PolicyEntry;
+use crate::catalog::privileges::PrivilegeMatrix;
 use crate::history::History;
 use crate::invariants::expected_outcome::outcome_summary;
-use crate::invariants::identity::RuntimeIdentity;
-use crate::invariants::least_privilege::PrivilegeMatrix;
-use crate::invariants::rls_coverage::PolicyEntry;
 use crate::invariants::{InvariantId, Ledger, Observation, Status};
 use crate::system::Outcome;
 use crate::workload::{Plan, TenantSpec, Workload, model, tenant_label};
@@ -164,7 +164,7 @@ pub struct Report {
     pub shrink_runs: u64,
     /// The broken variants switched on.
     pub variants: Vec<String>,
-    /// Every invariant of SYSTEM.md section 6.
+    /// Every invariant of docs/system.md section 6.
     pub invariants: Vec<InvariantResult>,
     /// Faults injected (landed), per kind.
     pub faults: BTreeMap<String, u64>,
@@ -184,7 +184,7 @@ pub struct Report {
     /// For a project (`rlsgate check --config`): what was discovered and seeded, and the
     /// minimal DML reproduction when the DML property failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub project: Option<crate::project::Discovery>,
+    pub project: Option<crate::catalog::discovery::Discovery>,
 }
 
 impl Report {

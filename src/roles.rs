@@ -1,11 +1,17 @@
-//! The roles of the system under test (SYSTEM.md section 1) and their bootstrap.
+//! The roles of the system under test (docs/system.md section 1) and their bootstrap.
 //!
 //! Roles are cluster-wide, so they are created once per server by the bootstrap superuser. Login
 //! roles get random passwords, stored by the server as SCRAM verifiers.
 
+use std::collections::BTreeMap;
+
+use tokio::sync::{Mutex, OnceCell};
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
+pub use crate::provision::Credentials;
+use crate::provision::Server;
+use crate::sql::{quote_ident, quote_literal};
 
 /// The admin role: owns the database, the schema objects and the tables; applies migrations.
 pub const MIGRATION_OWNER: &str = "migration_owner";
@@ -30,34 +36,6 @@ pub enum Role {
     Runtime,
 }
 
-/// A login: user name and password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// The role name to log in as.
-    pub user: String,
-    /// Its password (never printed by `Debug`).
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-impl Credentials {
-    /// A login for `user` with a fresh random password.
-    pub fn random(user: &str) -> Self {
-        Self {
-            user: user.to_string(),
-            password: uuid::Uuid::new_v4().simple().to_string(),
-        }
-    }
-}
-
 /// The logins of the two login roles.
 #[derive(Debug, Clone)]
 pub struct RoleSet {
@@ -65,6 +43,84 @@ pub struct RoleSet {
     pub migration_owner: Credentials,
     /// `app_user`'s login.
     pub app_user: Credentials,
+}
+
+/// The roles rlsgate created on one server, kept per server ([`Server::extension`]).
+#[derive(Default)]
+struct ServerRoles {
+    reference: OnceCell<RoleSet>,
+    projects: Mutex<BTreeMap<String, Option<Credentials>>>,
+}
+
+impl Server {
+    /// The roles of the system under test, created on first use.
+    ///
+    /// # Errors
+    /// A provisioning error when a role exists that rlsgate did not create, or a database error.
+    pub async fn roles(&self) -> Result<RoleSet> {
+        let state = self.extension::<ServerRoles>();
+        state
+            .reference
+            .get_or_try_init(|| async {
+                let roles = RoleSet {
+                    migration_owner: Credentials::random(MIGRATION_OWNER),
+                    app_user: Credentials::random(APP_USER),
+                };
+                let client = self.superuser().await?;
+                bootstrap(&client, &roles, Existing::TakeOver).await?;
+                // Dropped newest first: app_user, app_rw, app_ro, migration_owner.
+                for name in [MIGRATION_OWNER, APP_RO, APP_RW, APP_USER] {
+                    self.created_role(name);
+                }
+                Ok(roles)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The login of a project's role `name` on this server, created (or taken over, when
+    /// rlsgate created it earlier) once per server with a random password; `login: false`
+    /// makes a NOLOGIN group and returns `None`. The reference roles keep their own logins.
+    /// Roles are cluster-wide, so every project on this server shares them.
+    ///
+    /// # Errors
+    /// A provisioning error when the role exists and rlsgate did not create it; a database error.
+    pub async fn project_role(&self, name: &str, login: bool) -> Result<Option<Credentials>> {
+        if login {
+            let reference = self.roles().await?;
+            for c in [reference.migration_owner, reference.app_user] {
+                if c.user == name {
+                    return Ok(Some(c));
+                }
+            }
+        } else if [APP_RW, APP_RO].contains(&name) {
+            self.roles().await?;
+            return Ok(None);
+        }
+        let state = self.extension::<ServerRoles>();
+        let mut known = state.projects.lock().await;
+        if let Some(c) = known.get(name) {
+            return Ok(c.clone());
+        }
+        let credentials = login.then(|| Credentials::random(name));
+        let attributes = if login {
+            "LOGIN INHERIT NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION"
+        } else {
+            "NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION"
+        };
+        let su = self.superuser().await?;
+        ensure(
+            &su,
+            name,
+            attributes,
+            credentials.as_ref().map(|c| c.password.as_str()),
+            Existing::TakeOver,
+        )
+        .await?;
+        self.created_role(name);
+        known.insert(name.to_string(), credentials.clone());
+        Ok(credentials)
+    }
 }
 
 /// What the bootstrap did.
@@ -88,7 +144,7 @@ pub enum Existing {
     Keep,
 }
 
-/// Create the roles of SYSTEM.md section 1 as the connected superuser.
+/// Create the roles of docs/system.md section 1 as the connected superuser.
 ///
 /// # Errors
 /// A provisioning error when a role exists that rlsgate did not create and `existing` is
@@ -203,39 +259,9 @@ pub async fn ensure(
     Ok(ensured)
 }
 
-/// Drop the roles rlsgate created, after every database that references them is gone.
-///
-/// # Errors
-/// A database error when a role cannot be dropped (for example a kept database still uses it).
-pub async fn drop_all(superuser: &Client) -> Result<()> {
-    for name in [APP_USER, APP_RW, APP_RO, MIGRATION_OWNER] {
-        superuser
-            .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
-            .await
-            .map_err(|e| Error::database(format!("dropping role {name}"), e))?;
-    }
-    Ok(())
-}
-
-/// Quote `value` as an SQL string literal.
-pub(crate) fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
-
-/// Quote `name` as an SQL identifier.
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_doubles_the_quote_character() {
-        assert_eq!(quote_literal("it's"), "'it''s'");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-    }
 
     #[test]
     fn credentials_debug_hides_the_password() {

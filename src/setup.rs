@@ -6,11 +6,13 @@
 
 use std::fmt;
 
+use crate::database::{harden_database, harden_schema};
 use crate::error::{Error, Result};
 use crate::migrations::{Applied, MigrationSet};
+use crate::provision::Server;
 use crate::provision::external::ServerUrl;
-use crate::provision::{Server, harden_database, harden_schema};
-use crate::roles::{self, Credentials, Existing, RoleSet, quote_ident};
+use crate::roles::{self, Credentials, Existing, RoleSet};
+use crate::sql::quote_ident;
 
 /// What [`setup`] changed.
 #[derive(Debug, Clone, Default)]

@@ -37,7 +37,7 @@ pub struct Subject {
 }
 
 impl Subject {
-    /// The built-in reference system (SYSTEM.md sections 1 and 4).
+    /// The built-in reference system (docs/system.md sections 1 and 4).
     pub fn reference() -> Self {
         Self {
             runtime_role: roles::APP_USER.into(),
@@ -65,7 +65,7 @@ impl Subject {
         self.set_context.clone().unwrap_or_else(|| {
             format!(
                 "SELECT set_config({}, $1, true)",
-                crate::roles::quote_literal(&self.tenant_setting)
+                crate::sql::quote_literal(&self.tenant_setting)
             )
         })
     }
@@ -101,7 +101,7 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 }
 
 impl ExpectedPrivileges {
-    /// SYSTEM.md section 4.
+    /// docs/system.md section 4.
     pub fn reference() -> Self {
         let relations = [
             ("public.llm_api_calls", &["SELECT", "INSERT"][..]),

@@ -5,10 +5,9 @@
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
+use crate::catalog::Relation;
 use crate::error::{Error, Result};
-use crate::invariants::Subject;
-use crate::invariants::catalog::Relation;
-use crate::project::seed::Seeder;
+use crate::subject::Subject;
 
 /// A relation of the project's schemas.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,14 +59,14 @@ pub struct Discovery {
 
 impl Discovery {
     /// Record, for each tenant table, whether it was seeded.
-    pub fn mark_seeded(&mut self, seeder: &Seeder) {
+    pub fn mark_seeded(&mut self, failures: &std::collections::BTreeMap<String, String>) {
         for r in &mut self.relations {
             if r.tenant_column.is_none()
                 || !matches!(r.kind.as_str(), "table" | "partitioned table")
             {
                 continue;
             }
-            r.seeding = Some(match seeder.failures().get(&r.name) {
+            r.seeding = Some(match failures.get(&r.name) {
                 Some(why) => format!("not seeded: {why}"),
                 None => "seeded".into(),
             });
@@ -118,7 +117,7 @@ pub async fn read(oracle: &Client, subject: &Subject, relations: &[Relation]) ->
                  WHERE n.nspname = ANY($1)
                    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
                  ORDER BY 1",
-                crate::invariants::catalog::function_name_sql("p")
+                crate::catalog::function_name_sql("p")
             ),
             &[&subject.schemas, &subject.runtime_role],
         )

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
-use crate::invariants::Subject;
+use crate::subject::Subject;
 
 /// The runtime role's identity.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,8 +3,13 @@
 
 use tokio_postgres::Client;
 
+pub mod discovery;
+pub mod identity;
+pub mod policies;
+pub mod privileges;
+
 use crate::error::{Error, Result};
-use crate::invariants::Subject;
+use crate::subject::Subject;
 
 /// A relation of the subject's schemas.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +51,7 @@ impl Relation {
     pub fn tenant_column_sql(&self) -> String {
         self.tenant_column
             .as_deref()
-            .map(crate::roles::quote_ident)
+            .map(crate::sql::quote_ident)
             .unwrap_or_default()
     }
 }

@@ -21,7 +21,7 @@ fn status_word(status: Status) -> &'static str {
 pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str) -> String {
     let mut out = String::new();
     let system = if report.mode == "run" {
-        "the built-in reference system (LLM-audit worker, SYSTEM.md)".to_string()
+        "the built-in reference system (LLM-audit worker, docs/system.md)".to_string()
     } else if report.project.is_some() {
         "the project described by its rlsgate.toml".to_string()
     } else {

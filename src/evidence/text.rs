@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
+use crate::catalog::identity::RuntimeIdentity;
 use crate::evidence::redact::redact;
-use crate::invariants::identity::RuntimeIdentity;
 use crate::report::{Report, StaticEvidence, one_line};
 
 fn yes(b: bool) -> &'static str {
@@ -183,8 +183,8 @@ pub fn policies(evidence: &StaticEvidence) -> String {
         }
         for p in &e.policies {
             let mode = match p.mode {
-                crate::invariants::rls_coverage::PolicyMode::Permissive => "permissive",
-                crate::invariants::rls_coverage::PolicyMode::Restrictive => "restrictive",
+                crate::catalog::policies::PolicyMode::Permissive => "permissive",
+                crate::catalog::policies::PolicyMode::Restrictive => "restrictive",
             };
             let _ = writeln!(
                 out,

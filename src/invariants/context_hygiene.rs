@@ -4,9 +4,10 @@
 
 use tokio_postgres::Client;
 
+use crate::catalog::Relation;
 use crate::error::{Error, Result};
-use crate::invariants::catalog::Relation;
-use crate::invariants::{InvariantId, Observation, Subject};
+use crate::invariants::{InvariantId, Observation, Undecided};
+use crate::subject::Subject;
 
 const ID: InvariantId = InvariantId::ContextHygiene;
 
@@ -64,6 +65,7 @@ pub async fn check(
                     if bypasses {
                         Observation::inconclusive(
                             ID,
+                            Undecided::Bypass,
                             "POOL-read",
                             format!(
                                 "the pool's role {role} bypasses RLS on {} (superuser, BYPASSRLS, or owner without FORCE; {n} rows visible)",

@@ -1,4 +1,4 @@
-//! The invariants of SYSTEM.md section 6, each in its own module under its stable id.
+//! The invariants of docs/system.md section 6, each in its own module under its stable id.
 //!
 //! A check produces [`Observation`]s: one per thing it looked at, each saying whether the
 //! invariant held there, was violated, or could not be decided (inconclusive). Findings are
@@ -23,32 +23,24 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::truth::Truth;
 
 pub mod atomicity;
-pub mod catalog;
 pub mod context_hygiene;
 pub mod dlq_completeness;
 pub mod durability;
 pub mod exactly_once;
 pub mod expected_outcome;
-pub mod identity;
 pub mod least_privilege;
 pub mod no_context_closed;
-pub mod probe;
 pub mod rls_coverage;
 pub mod rollup_consistency;
 pub mod runtime_identity;
 pub mod runtime_lacks_ddl;
-pub mod subject;
 pub mod tenant_isolation;
-pub mod truth;
 pub mod write_check;
 
-pub use probe::{Bypass, ProbeSession};
-pub use subject::{ExpectedPrivileges, Subject};
-pub use truth::Truth;
-
-/// The stable id of an invariant (SYSTEM.md section 6).
+/// The stable id of an invariant (docs/system.md section 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum InvariantId {
@@ -83,7 +75,7 @@ pub enum InvariantId {
 }
 
 impl InvariantId {
-    /// Every invariant, in the order of SYSTEM.md section 6.
+    /// Every invariant, in the order of docs/system.md section 6.
     pub const ALL: [InvariantId; 14] = [
         Self::TenantIsolation,
         Self::WriteCheck,
@@ -121,7 +113,7 @@ impl InvariantId {
         }
     }
 
-    /// The invariant's statement, as SYSTEM.md section 6 words it.
+    /// The invariant's statement, as docs/system.md section 6 words it.
     pub fn statement(self) -> &'static str {
         match self {
             Self::TenantIsolation => {
@@ -205,6 +197,7 @@ pub fn no_runtime_login(how: &str) -> Vec<Observation> {
         .map(|id| {
             Observation::inconclusive(
                 id,
+                Undecided::NoRuntimeLogin,
                 "no-runtime-login",
                 format!("no login for the runtime role was given ({how}): no probe ran as it"),
             )
@@ -241,6 +234,27 @@ impl fmt::Display for Status {
     }
 }
 
+/// Why a check could not decide: what the tests and the evidence match on, never the detail
+/// text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Undecided {
+    /// The probe ran as a role that bypasses row-level security (superuser, BYPASSRLS, or the
+    /// owner of a relation whose RLS is not forced): whatever it saw proves nothing.
+    Bypass,
+    /// The statement failed for a reason of its own, not the policy or privilege under test.
+    FailedOtherwise,
+    /// Timing or a lost connection ended the statement before it said anything.
+    Interrupted,
+    /// No login for the runtime role was given, so no probe ran as it.
+    NoRuntimeLogin,
+    /// There was nothing to check: no tenant relation, no worker connection, no migration
+    /// ledger, no tenant column.
+    NothingToCheck,
+    /// rlsgate could not create the rows or values the check needs.
+    NotSeeded,
+}
+
 /// One check of one invariant at one place.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
@@ -261,6 +275,9 @@ pub struct Observation {
     /// The statement that exposed a violation, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub statement: Option<String>,
+    /// Why an inconclusive check could not decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undecided: Option<Undecided>,
 }
 
 impl Observation {
@@ -279,6 +296,7 @@ impl Observation {
             detail: detail.into(),
             sqlstate: None,
             statement: None,
+            undecided: None,
         }
     }
 
@@ -296,13 +314,17 @@ impl Observation {
         Self::new(invariant, Status::Violated, probe, detail)
     }
 
-    /// The check at `probe` could not decide.
+    /// The check at `probe` could not decide, for `why`.
     pub fn inconclusive(
         invariant: InvariantId,
+        why: Undecided,
         probe: impl Into<String>,
         detail: impl Into<String>,
     ) -> Self {
-        Self::new(invariant, Status::Inconclusive, probe, detail)
+        Self {
+            undecided: Some(why),
+            ..Self::new(invariant, Status::Inconclusive, probe, detail)
+        }
     }
 
     /// `holds` when `ok`, else violated with `detail`.
@@ -535,7 +557,12 @@ mod tests {
         assert_eq!(ledger.tally(id).status(), Status::Inconclusive);
         ledger.record(Observation::holds(id, "INS"));
         assert_eq!(ledger.tally(id).status(), Status::Holds);
-        ledger.record(Observation::inconclusive(id, "INS", "bypasses RLS"));
+        ledger.record(Observation::inconclusive(
+            id,
+            Undecided::Bypass,
+            "INS",
+            "bypasses RLS",
+        ));
         assert_eq!(ledger.tally(id).status(), Status::Inconclusive);
         ledger.record(Observation::violated(id, "INS", "accepted"));
         assert_eq!(ledger.tally(id).status(), Status::Violated);
@@ -549,10 +576,10 @@ mod history_checks {
     //! Both polarities of every history check on hand-made histories: no database needed.
     use uuid::Uuid;
 
-    use super::truth::{CallRow, DlqRow, JobRow, RollupRow};
     use super::*;
     use crate::history::{DeliveryRecord, History};
     use crate::system::{ErrorClass, Failure, Outcome, TaskName};
+    use crate::truth::{CallRow, DlqRow, JobRow, RollupRow};
     use crate::workload::{MessageSpec, Plan, Step, TenantSpec, Workload};
 
     fn plan() -> Plan {

@@ -4,10 +4,13 @@
 
 use tokio_postgres::{Client, Config};
 
+use crate::catalog::Relation;
 use crate::error::{Error, Result};
-use crate::invariants::catalog::Relation;
-use crate::invariants::probe::{Probed, probe_count, probe_statement, sample_row};
-use crate::invariants::{InvariantId, Observation, ProbeSession, Subject};
+use crate::invariants::{InvariantId, Observation, Undecided};
+use crate::probe::ProbeSession;
+use crate::probe::{Probed, probe_count, probe_statement, sample_row};
+use crate::refusal::{Constraint, Refusal};
+use crate::subject::Subject;
 
 const ID: InvariantId = InvariantId::NoContextClosed;
 
@@ -39,7 +42,7 @@ pub async fn check(
                 .transaction()
                 .await
                 .map_err(|e| Error::database("opening a NOCTX probe", e))?;
-            crate::invariants::probe::set_context(&tx, subject, &tenant.0).await?;
+            crate::probe::set_context(&tx, subject, &tenant.0).await?;
             tx.commit()
                 .await
                 .map_err(|e| Error::database("ending the context for a NOCTX probe", e))?;
@@ -66,6 +69,7 @@ pub async fn check(
                     Err(p) => Observation::holds(ID, &probe).with_sqlstate(p.sqlstate()),
                     Ok(c) if bypass.is_some() => Observation::inconclusive(
                         ID,
+                        Undecided::Bypass,
                         &probe,
                         format!(
                             "{} tenant rows visible; the probe ran as {role}, which {}",
@@ -94,6 +98,7 @@ pub async fn check(
                 let o = match (&result, &bypass) {
                     (Probed::Rows(n), Some(why)) => Observation::inconclusive(
                         ID,
+                        Undecided::Bypass,
                         format!("{probe}-write"),
                         format!("accepted {n} rows; the probe ran as {role}, which {why}"),
                     ),
@@ -105,14 +110,18 @@ pub async fn check(
                             rel.name, tenant.1
                         ),
                     ),
-                    (Probed::Error(Some(s), m), None) if s == "23505" => Observation::violated(
-                        ID,
-                        format!("{probe}-write"),
-                        format!(
-                            "with the context {phase}, the row policy of {} let a write through; only a unique key stopped it ({m})",
-                            rel.name
-                        ),
-                    ),
+                    (Probed::Error(m), None)
+                        if m.kind == Refusal::Constraint(Constraint::Unique) =>
+                    {
+                        Observation::violated(
+                            ID,
+                            format!("{probe}-write"),
+                            format!(
+                                "with the context {phase}, the row policy of {} let a write through; only a unique key stopped it ({m})",
+                                rel.name
+                            ),
+                        )
+                    }
                     _ => Observation::holds(ID, format!("{probe}-write")),
                 };
                 out.push(

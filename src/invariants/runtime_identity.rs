@@ -8,8 +8,9 @@
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
-use crate::invariants::{InvariantId, Observation, Status, Subject};
+use crate::invariants::{InvariantId, Observation, Status, Undecided};
 use crate::migrations;
+use crate::subject::Subject;
 
 const ID: InvariantId = InvariantId::RuntimeIdentity;
 
@@ -24,6 +25,7 @@ pub async fn check_connections(clients: &[&Client], subject: &Subject) -> Result
     if clients.is_empty() {
         return Ok(vec![Observation::inconclusive(
             ID,
+            Undecided::NothingToCheck,
             "session:current_user",
             "no worker connection to check",
         )]);
@@ -86,8 +88,8 @@ async fn role(oracle: &Client, name: &str) -> Result<Option<RoleRow>> {
 }
 
 /// Check the two roles: the runtime exists, can log in, is not the admin role, and is neither
-/// superuser nor BYPASSRLS; the admin role exists and is neither superuser nor BYPASSRLS (SYSTEM
-/// section 1).
+/// superuser nor BYPASSRLS; the admin role exists and is neither superuser nor BYPASSRLS
+/// (docs/system.md section 1).
 ///
 /// # Errors
 /// A database error when the catalog cannot be read.
@@ -194,6 +196,7 @@ pub async fn check_migrations(oracle: &Client, subject: &Subject) -> Result<Vec<
     if !exists {
         out.push(Observation::inconclusive(
             ID,
+            Undecided::NothingToCheck,
             probe,
             "no migration ledger: cannot tell who applied the schema",
         ));
@@ -202,6 +205,7 @@ pub async fn check_migrations(oracle: &Client, subject: &Subject) -> Result<Vec<
         if applied.is_empty() {
             out.push(Observation::inconclusive(
                 ID,
+                Undecided::NothingToCheck,
                 probe,
                 format!(
                     "the migration ledger {ledger} is empty: cannot tell who applied the schema"

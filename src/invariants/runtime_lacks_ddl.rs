@@ -18,11 +18,13 @@ use std::collections::BTreeSet;
 
 use tokio_postgres::{Client, Config};
 
+use crate::catalog::Relation;
 use crate::error::{Error, Result, describe_db_error};
-use crate::invariants::catalog::Relation;
-use crate::invariants::{InvariantId, Observation, Status, Subject};
+use crate::invariants::{InvariantId, Observation, Status, Undecided};
 use crate::provision::Server;
-use crate::roles::{quote_ident, quote_literal};
+use crate::refusal::Refused;
+use crate::sql::{quote_ident, quote_literal};
+use crate::subject::Subject;
 
 const ID: InvariantId = InvariantId::RuntimeLacksDdl;
 
@@ -195,31 +197,30 @@ fn probes(subject: &Subject, relations: &[Relation], tag: &str) -> Vec<Probe> {
 /// How one probe ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ending {
-    /// The server refused a statement: the SQLSTATE and the message.
-    Refused(String, String),
+    /// The server refused a statement.
+    Refused(Refused),
     /// Every statement succeeded.
     Accepted,
     /// Every statement succeeded but changed nothing.
     NoEffect,
-    /// No decision: why, and the SQLSTATE if there was one.
-    Undecided(String, Option<String>),
+    /// No decision: the reason, in kind and in words, and the SQLSTATE if there was one.
+    Undecided(Undecided, String, Option<String>),
 }
 
-/// SQLSTATEs that end a statement without saying whether it was allowed: timeouts,
-/// cancellations, deadlocks, serialization failures, shutdowns, connection trouble.
-fn undecided(sqlstate: &str) -> bool {
-    matches!(sqlstate, "55P03" | "57014" | "40P01" | "40001")
-        || sqlstate.starts_with("08")
-        || sqlstate.starts_with("57P")
-}
-
+/// How a statement the server answered with an error ended: undecided when timing or the
+/// connection decided it ([`Refusal::is_undecided`]), else refused. `None` when the server
+/// did not answer.
 fn ending_of_error(e: &tokio_postgres::Error) -> Option<Ending> {
-    let db = e.as_db_error()?;
-    let code = db.code().code().to_string();
-    Some(if undecided(&code) {
-        Ending::Undecided(format!("interrupted: {}", describe_db_error(e)), Some(code))
+    e.as_db_error()?;
+    let refused = Refused::of(e);
+    Some(if refused.kind.is_undecided() {
+        Ending::Undecided(
+            Undecided::Interrupted,
+            format!("interrupted: {}", refused.described),
+            refused.sqlstate,
+        )
     } else {
-        Ending::Refused(code, db.message().to_string())
+        Ending::Refused(refused)
     })
 }
 
@@ -239,6 +240,7 @@ async fn body(
             Ok(v) => Some(v),
             Err(e) if e.as_db_error().is_some() => {
                 return Ok(Ending::Undecided(
+                    Undecided::FailedOtherwise,
                     format!("cannot read the probe's effect: {}", describe_db_error(&e)),
                     e.code().map(|c| c.code().to_string()),
                 ));
@@ -258,6 +260,7 @@ async fn body(
             Ok(_) => {}
             Err(e) if e.as_db_error().is_some() => {
                 return Ok(Ending::Undecided(
+                    Undecided::FailedOtherwise,
                     format!("cannot read the probe's effect: {}", describe_db_error(&e)),
                     e.code().map(|c| c.code().to_string()),
                 ));
@@ -287,13 +290,16 @@ async fn attempt(
 /// The observation for how `probe` ended.
 fn observation(probe: &Probe, ending: Ending, runtime: &str) -> Observation {
     let o = match ending {
-        Ending::Refused(sqlstate, message) => Observation::new(
+        Ending::Refused(refused) => Observation::new(
             ID,
             Status::Holds,
             probe.name,
-            format!("{runtime} cannot {}: refused ({message})", probe.what),
+            format!(
+                "{runtime} cannot {}: refused ({})",
+                probe.what, refused.message
+            ),
         )
-        .with_sqlstate(Some(sqlstate)),
+        .with_sqlstate(refused.sqlstate),
         Ending::NoEffect => Observation::new(
             ID,
             Status::Holds,
@@ -312,8 +318,9 @@ fn observation(probe: &Probe, ending: Ending, runtime: &str) -> Observation {
             ),
         )
         .with_statement(probe.statement()),
-        Ending::Undecided(why, sqlstate) => Observation::inconclusive(
+        Ending::Undecided(reason, why, sqlstate) => Observation::inconclusive(
             ID,
+            reason,
             probe.name,
             format!("could not tell whether {runtime} can {}: {why}", probe.what),
         )
@@ -364,6 +371,7 @@ pub async fn check(
         }
         let ending = ending.unwrap_or_else(|e| {
             Ending::Undecided(
+                Undecided::Interrupted,
                 format!("the connection failed: {}", describe_db_error(&e)),
                 None,
             )
@@ -376,6 +384,7 @@ pub async fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::refusal::Refusal;
 
     fn relation(name: &str, kind: char, tenant: bool, owner: &str) -> Relation {
         Relation {
@@ -475,7 +484,14 @@ mod tests {
         );
         let refused = observation(
             &probe,
-            Ending::Refused("42501".into(), "permission denied".into()),
+            Ending::Refused(Refused {
+                kind: Refusal::Privilege,
+                sqlstate: Some("42501".into()),
+                message: "permission denied".into(),
+                described: "permission denied [SQLSTATE 42501]".into(),
+                column: None,
+                constraint: None,
+            }),
             "app_user",
         );
         assert_eq!(refused.status, Status::Holds);
@@ -484,6 +500,9 @@ mod tests {
         assert_eq!(accepted.status, Status::Violated);
         assert_eq!(accepted.statement.as_deref(), Some("TRUNCATE public.a"));
         assert_eq!(accepted.relation.as_deref(), Some("public.a"));
+        let undecided = |code: &str| {
+            Refusal::of(Some(&tokio_postgres::error::SqlState::from_code(code)), "").is_undecided()
+        };
         assert!(undecided("55P03") && undecided("57014") && undecided("08006"));
         assert!(!undecided("42501") && !undecided("0A000"));
     }

@@ -3,10 +3,12 @@
 
 use tokio_postgres::Client;
 
+use crate::catalog::Relation;
 use crate::error::{Error, Result};
-use crate::invariants::catalog::Relation;
-use crate::invariants::probe::{oracle_count, probe_count, set_context};
-use crate::invariants::{InvariantId, Observation, ProbeSession, Subject};
+use crate::invariants::{InvariantId, Observation, Undecided};
+use crate::probe::ProbeSession;
+use crate::probe::{oracle_count, probe_count, set_context};
+use crate::subject::Subject;
 
 const ID: InvariantId = InvariantId::TenantIsolation;
 
@@ -53,12 +55,14 @@ pub async fn check(
             let observation = match counted {
                 Err(p) => Observation::inconclusive(
                     ID,
+                    Undecided::FailedOtherwise,
                     "READ",
                     format!("in tenant {label}'s context the read failed: {p:?}"),
                 )
                 .with_sqlstate(p.sqlstate()),
                 Ok(c) if bypass.is_some() => Observation::inconclusive(
                     ID,
+                    Undecided::Bypass,
                     "READ",
                     format!(
                         "the probe ran as {role}, which {} (saw {} foreign rows in tenant {label}'s context)",
@@ -134,7 +138,7 @@ pub async fn check_functions(
         }) else {
             continue;
         };
-        let column = crate::roles::quote_ident(column);
+        let column = crate::sql::quote_ident(column);
         let bypass = session.bypass("");
         let role = session.role().to_string();
         for (tenant, label) in tenants {
@@ -154,12 +158,14 @@ pub async fn check_functions(
             let observation = match counted {
                 Err(p) => Observation::inconclusive(
                     ID,
+                    Undecided::FailedOtherwise,
                     "READ-FN",
                     format!("in tenant {label}'s context the call failed: {p:?}"),
                 )
                 .with_sqlstate(p.sqlstate()),
                 Ok(c) if bypass.is_some() => Observation::inconclusive(
                     ID,
+                    Undecided::Bypass,
                     "READ-FN",
                     format!(
                         "the probe ran as {role}, which {} (saw {} foreign rows in tenant {label}'s context)",

@@ -4,10 +4,16 @@
 
 use tokio_postgres::Client;
 
+use crate::catalog::Relation;
 use crate::error::{Error, Result};
-use crate::invariants::catalog::Relation;
-use crate::invariants::probe::{Probed, oracle_count, probe_statement, sample_row, set_context};
-use crate::invariants::{InvariantId, Observation, ProbeSession, Subject};
+use crate::invariants::{InvariantId, Observation, Undecided};
+use crate::probe::ProbeSession;
+use crate::probe::{Probed, oracle_count, probe_statement, sample_row, set_context};
+use crate::refusal::{Constraint, Refusal};
+use crate::subject::Subject;
+
+/// A write into another tenant counts as rejected only when a privilege or a policy refused it.
+const BY_PRIVILEGE_OR_POLICY: &[Refusal] = &[Refusal::Privilege, Refusal::Policy];
 
 const ID: InvariantId = InvariantId::WriteCheck;
 
@@ -17,16 +23,18 @@ fn judge(
     result: &Probed,
     what: &str,
     bypass: Option<String>,
-    rejected_by: &[&str],
+    rejected_by: &[Refusal],
 ) -> Observation {
     let o = match (result, bypass) {
         (Probed::Rows(n), Some(why)) => Observation::inconclusive(
             ID,
+            Undecided::Bypass,
             probe,
             format!("{what}: {n} rows; the probe ran as a role that {why}"),
         ),
-        (Probed::Error(_, _), Some(why)) => Observation::inconclusive(
+        (Probed::Error(_), Some(why)) => Observation::inconclusive(
             ID,
+            Undecided::Bypass,
             probe,
             format!("{what}: rejected, but the probe ran as a role that {why}"),
         ),
@@ -34,18 +42,24 @@ fn judge(
         (Probed::Rows(n), None) => {
             Observation::violated(ID, probe, format!("{what}: accepted, {n} rows affected"))
         }
-        (Probed::Error(Some(s), _), None)
-            if rejected_by.is_empty() || rejected_by.contains(&s.as_str()) =>
+        (Probed::Error(r), None)
+            if r.sqlstate.is_some()
+                && (rejected_by.is_empty() || rejected_by.contains(&r.kind)) =>
         {
             Observation::holds(ID, probe)
         }
-        (Probed::Error(Some(s), m), None) if s == "23505" => Observation::violated(
+        (Probed::Error(m), None) if m.kind == Refusal::Constraint(Constraint::Unique) => {
+            Observation::violated(
+                ID,
+                probe,
+                format!(
+                    "{what}: the row policy let it through; only a unique key stopped it ({m})"
+                ),
+            )
+        }
+        (Probed::Error(m), None) => Observation::inconclusive(
             ID,
-            probe,
-            format!("{what}: the row policy let it through; only a unique key stopped it ({m})"),
-        ),
-        (Probed::Error(_, m), None) => Observation::inconclusive(
-            ID,
+            Undecided::FailedOtherwise,
             probe,
             format!("{what}: failed for another reason than the row policy: {m}"),
         ),
@@ -78,21 +92,21 @@ pub async fn check(
         let column = rel.tenant_column_sql();
         let b_row = sample_row(oracle, rel, b_id).await?;
         let a_rows = oracle_count(oracle, rel, a_id).await?;
-        let column_type = crate::invariants::catalog::tenant_column_type(oracle, rel).await?;
+        let column_type = crate::catalog::tenant_column_type(oracle, rel).await?;
         let tx = session
             .client_mut()
             .transaction()
             .await
             .map_err(|e| Error::database("opening a write probe", e))?;
         set_context(&tx, subject, a_id).await?;
-        let mut probes: Vec<(String, String, Vec<String>, &[&str])> = Vec::new();
+        let mut probes: Vec<(String, String, Vec<String>, &[Refusal])> = Vec::new();
         if let Some((json, text)) = &b_row {
             if rel.runtime_can_insert {
                 probes.push((
                     "INS".into(),
                     format!("INSERT INTO {} SELECT * FROM json_populate_record(NULL::{}, $1::text::json)", rel.name, rel.name),
                     vec![json.clone()],
-                    &["42501"],
+                    BY_PRIVILEGE_OR_POLICY,
                 ));
             }
             probes.push((
@@ -119,13 +133,13 @@ pub async fn check(
                     rel.name
                 ),
                 vec![b_id.clone(), a_id.clone()],
-                &["42501"],
+                BY_PRIVILEGE_OR_POLICY,
             ));
             probes.push((
                 "MOVE-NO-WHERE".into(),
                 format!("UPDATE {} SET {column} = $1::text::{column_type}", rel.name),
                 vec![b_id.clone()],
-                &["42501"],
+                BY_PRIVILEGE_OR_POLICY,
             ));
         }
         for (probe, sql, params, rejected_by) in probes {

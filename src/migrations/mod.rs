@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result, describe_db_error};
-use crate::roles::quote_ident;
+use crate::sql::quote_ident;
 
 /// The table that records applied migrations.
 pub const TABLE: &str = "rlsgate_migrations";

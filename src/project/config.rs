@@ -3,18 +3,18 @@
 //! The file is parsed strictly (an unknown key is an error naming the key) and validated before
 //! anything connects: names must be plausible identifiers, a migrations directory must exist,
 //! privileges must be ones PostgreSQL knows. Checks that need the catalog (the roles and the
-//! tenant columns exist) run in [`super::validate`]. `docs/project.md` documents every key.
+//! tenant columns exist) run when the project is checked (`project::target::validate`). `docs/project.md` documents every key.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
-use crate::invariants::least_privilege::{
+use crate::catalog::privileges::{
     DATABASE_PRIVILEGES, FUNCTION_PRIVILEGES, RELATION_PRIVILEGES, SCHEMA_PRIVILEGES,
     SEQUENCE_PRIVILEGES,
 };
+use crate::error::{Error, Result};
 
 /// The file name rlsgate looks for.
 pub const FILE_NAME: &str = "rlsgate.toml";

@@ -14,10 +14,13 @@ use deadpool_postgres::Pool;
 use proptest::prelude::*;
 use tokio_postgres::Client;
 
+use crate::catalog::{self, Relation};
 use crate::error::{Error, Result};
-use crate::invariants::catalog::{self, Relation};
-use crate::invariants::{InvariantId, Observation, Status, Subject};
+use crate::invariants::{InvariantId, Observation, Status, Undecided};
+use crate::probe::Probed;
 use crate::project::seed::{SeededTenant, Seeder};
+use crate::refusal::Refused;
+use crate::subject::Subject;
 
 /// One operation of a sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,295 +155,416 @@ pub async fn run_case(
     targets: &[Target],
     actions: &[Action],
 ) -> Result<(Vec<Observation>, String)> {
-    let tenants = seeder.tenants.clone();
-    let mut model: BTreeMap<(usize, usize), BTreeSet<String>> = BTreeMap::new();
-    let mut inserted: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
-    for (ri, t) in targets.iter().enumerate() {
-        for (ti, tenant) in tenants.iter().enumerate().take(2) {
-            model.insert((ri, ti), owned(oracle, t, tenant).await?);
-        }
-    }
-    let mut out = Vec::new();
-    let mut transcript = Transcript::default();
+    let mut sequence = Sequence::start(pool, oracle, subject, targets, seeder).await?;
     for action in actions {
         let Some(t) = targets.get(action.relation) else {
             continue;
         };
-        let me = action.tenant.min(1);
-        let other = 1 - me;
-        let (actor, victim) = (&tenants[me], &tenants[other]);
-        let name = t.relation.name.clone();
-        let column = t.relation.tenant_column_sql();
         let client = pool.get().await.map_err(|e| {
             Error::provisioning(format!("getting a pooled runtime connection: {e}"))
         })?;
-        match action.op {
-            Op::Insert | Op::InsertForOther => {
-                let owner = if action.op == Op::Insert {
-                    actor
-                } else {
-                    victim
-                };
-                let values = match seeder.new_row(oracle, subject, &name, &owner.id).await? {
-                    Ok(v) => v,
-                    Err(why) => {
-                        out.push(
-                            Observation::inconclusive(
-                                InvariantId::TenantIsolation,
-                                "DML-INSERT",
-                                format!("no row of {name} could be generated: {why}"),
-                            )
-                            .on(name.clone()),
-                        );
-                        continue;
-                    }
-                };
-                let sql = crate::project::seed::insert_statement(&name, &values);
-                let param = serde_json::Value::Object(values.clone()).to_string();
-                // A row for another tenant is inserted without RETURNING: the SELECT policy
-                // would refuse to return it and hide a WITH CHECK that let it in.
-                let result = seeder
-                    .insert(
-                        &client,
-                        subject,
-                        &name,
-                        Some(&actor.id),
-                        values,
-                        action.op == Op::Insert,
-                    )
-                    .await?;
-                let ended = match &result {
-                    Ok(_) => "1 row".to_string(),
-                    Err(why) => why.clone(),
-                };
-                transcript.statement(actor, subject, &sql, &param, &ended);
-                if action.op == Op::Insert {
-                    match result {
-                        Ok((_, key)) => {
-                            model
-                                .entry((action.relation, me))
-                                .or_default()
-                                .insert(key.clone());
-                            inserted.entry((action.relation, me)).or_default().push(key);
-                        }
-                        // Refused by the row policy: the tenant cannot write its own rows, which
-                        // the probes cannot judge. Refused by a key or check: nothing to model.
-                        Err(why) if why.contains("42501") => out.push(
-                            Observation::inconclusive(
-                                InvariantId::TenantIsolation,
-                                "DML-INSERT",
-                                format!(
-                                    "tenant {}'s own row was refused by the row policy: {why}",
-                                    actor.label
-                                ),
-                            )
-                            .on(name.clone())
-                            .with_statement(sql),
-                        ),
-                        Err(_) => {}
-                    }
-                } else {
-                    out.push(match result {
-                        Ok(_) => {
-                            // The row got in: what the other tenant owns is what the oracle says.
-                            model.insert((action.relation, other), owned(oracle, t, victim).await?);
-                            Observation::violated(
-                                InvariantId::WriteCheck,
-                                "DML-INSERT-OTHER",
-                                format!(
-                                    "in tenant {}'s context, a row for tenant {} was inserted into {name}",
-                                    actor.label, victim.label
-                                ),
-                            )
-                        }
-                        Err(why) if why.contains("42501") => {
-                            Observation::holds(InvariantId::WriteCheck, "DML-INSERT-OTHER")
-                        }
-                        Err(why) => Observation::inconclusive(
-                            InvariantId::WriteCheck,
-                            "DML-INSERT-OTHER",
-                            format!("rejected for another reason than the row policy: {why}"),
-                        ),
-                    }
-                    .on(name.clone())
-                    .with_statement(sql));
-                }
-            }
+        let ran = match action.op {
+            Op::Insert | Op::InsertForOther => sequence.insert(&client, seeder, t, action).await?,
             Op::UpdateOwn(k) | Op::DeleteOwn(k) | Op::MoveOwn(k) => {
-                let own = inserted
-                    .get(&(action.relation, me))
-                    .cloned()
-                    .unwrap_or_default();
-                if !t.keyed || own.is_empty() {
-                    continue;
-                }
-                let key = own[k % own.len()].clone();
-                let (sql, probe, allowed) = match action.op {
-                    Op::UpdateOwn(_) => (
-                        format!(
-                            "UPDATE {name} t SET {column} = t.{column} WHERE {} = $1",
-                            t.key_sql
-                        ),
-                        "DML-UPDATE-OWN",
-                        t.relation.runtime_can_update,
-                    ),
-                    Op::DeleteOwn(_) => (
-                        format!("DELETE FROM {name} t WHERE {} = $1", t.key_sql),
-                        "DML-DELETE-OWN",
-                        t.relation.runtime_can_delete,
-                    ),
-                    _ => (
-                        format!(
-                            "UPDATE {name} t SET {column} = '{}'::{} WHERE {} = $1",
-                            victim.id.replace('\'', "''"),
-                            t.column_type,
-                            t.key_sql
-                        ),
-                        "DML-MOVE",
-                        t.relation.runtime_can_update,
-                    ),
-                };
-                if !allowed {
-                    continue;
-                }
-                let ended = execute(&client, subject, actor, &sql, &key).await?;
-                transcript.statement(actor, subject, &sql, &key, &ended.describe());
-                match (action.op, ended) {
-                    (Op::MoveOwn(_), Ended::Rows(0)) | (Op::MoveOwn(_), Ended::Error(_, _)) => {
-                        out.push(
-                            Observation::holds(InvariantId::WriteCheck, probe).on(name.clone()),
-                        );
-                    }
-                    (Op::MoveOwn(_), Ended::Rows(_)) => {
-                        model.entry((action.relation, me)).or_default().remove(&key);
-                        model.entry((action.relation, other)).or_default().insert(key.clone());
-                        inserted.entry((action.relation, me)).or_default().retain(|x| x != &key);
-                        out.push(
-                            Observation::violated(
-                                InvariantId::WriteCheck,
-                                probe,
-                                format!(
-                                    "in tenant {}'s context, its row {key} of {name} was moved to tenant {}",
-                                    actor.label, victim.label
-                                ),
-                            )
-                            .on(name.clone())
-                            .with_statement(sql),
-                        );
-                    }
-                    (_, Ended::Rows(1)) => {
-                        if matches!(action.op, Op::DeleteOwn(_)) {
-                            model.entry((action.relation, me)).or_default().remove(&key);
-                            inserted.entry((action.relation, me)).or_default().retain(|x| x != &key);
-                        }
-                        out.push(
-                            Observation::holds(InvariantId::TenantIsolation, probe).on(name.clone()),
-                        );
-                    }
-                    (_, ended) => out.push(
-                        Observation::violated(
-                            InvariantId::TenantIsolation,
-                            probe,
-                            format!(
-                                "tenant {}'s own committed row {key} of {name} is not writable in its context: {}",
-                                actor.label,
-                                ended.describe()
-                            ),
-                        )
-                        .on(name.clone())
-                        .with_sqlstate(ended.sqlstate())
-                        .with_statement(sql),
-                    ),
-                }
+                sequence.write_own(&client, t, action, k).await?
             }
             Op::UpdateOther(k) | Op::DeleteOther(k) => {
-                let theirs: Vec<String> = model
-                    .get(&(action.relation, other))
-                    .map(|s| s.iter().cloned().collect())
-                    .unwrap_or_default();
-                let delete = matches!(action.op, Op::DeleteOther(_));
-                let allowed = if delete {
-                    t.relation.runtime_can_delete
-                } else {
-                    t.relation.runtime_can_update
-                };
-                if !t.keyed || theirs.is_empty() || !allowed {
-                    continue;
-                }
-                let key = theirs[k % theirs.len()].clone();
-                let (sql, probe) = if delete {
-                    (
-                        format!("DELETE FROM {name} t WHERE {} = $1", t.key_sql),
-                        "DML-DELETE-OTHER",
-                    )
-                } else {
-                    (
-                        format!(
-                            "UPDATE {name} t SET {column} = t.{column} WHERE {} = $1",
-                            t.key_sql
-                        ),
-                        "DML-UPDATE-OTHER",
-                    )
-                };
-                let ended = execute(&client, subject, actor, &sql, &key).await?;
-                transcript.statement(actor, subject, &sql, &key, &ended.describe());
-                out.push(
-                    match ended {
-                        Ended::Rows(n) if n > 0 => {
-                            if delete {
-                                model
-                                    .entry((action.relation, other))
-                                    .or_default()
-                                    .remove(&key);
-                            }
-                            Observation::violated(
-                            InvariantId::WriteCheck,
-                            probe,
-                            format!(
-                                "in tenant {}'s context, {n} row(s) of tenant {} in {name} were {}",
-                                actor.label,
-                                victim.label,
-                                if delete { "deleted" } else { "updated" }
-                            ),
-                        )
-                        .with_statement(sql)
-                        }
-                        _ => Observation::holds(InvariantId::WriteCheck, probe),
-                    }
-                    .on(name.clone()),
-                );
+                sequence.write_other(&client, t, action, k).await?
+            }
+        };
+        drop(client);
+        if ran {
+            sequence.check_reads(t, action.relation).await?;
+        }
+    }
+    let mut text = String::new();
+    for line in &sequence.transcript.lines {
+        let _ = writeln!(text, "{line}");
+    }
+    Ok((sequence.out, text))
+}
+
+/// One sequence in progress: the visibility model (the keys each tenant owns per relation),
+/// the rows each tenant inserted, the findings and the transcript.
+struct Sequence<'a> {
+    pool: &'a Pool,
+    oracle: &'a Client,
+    subject: &'a Subject,
+    tenants: Vec<SeededTenant>,
+    /// (relation, tenant) → the keys the tenant owns.
+    model: BTreeMap<(usize, usize), BTreeSet<String>>,
+    /// (relation, tenant) → the keys the tenant inserted in this sequence.
+    inserted: BTreeMap<(usize, usize), Vec<String>>,
+    out: Vec<Observation>,
+    transcript: Transcript,
+}
+
+/// Who acts and who is the other tenant, by index and as seeded.
+struct Parties<'s> {
+    me: usize,
+    other: usize,
+    actor: &'s SeededTenant,
+    victim: &'s SeededTenant,
+}
+
+impl<'a> Sequence<'a> {
+    /// The model starts from what the oracle reads: each tenant's rows of each relation.
+    async fn start(
+        pool: &'a Pool,
+        oracle: &'a Client,
+        subject: &'a Subject,
+        targets: &[Target],
+        seeder: &Seeder,
+    ) -> Result<Self> {
+        let tenants = seeder.tenants.clone();
+        let mut model = BTreeMap::new();
+        for (ri, t) in targets.iter().enumerate() {
+            for (ti, tenant) in tenants.iter().enumerate().take(2) {
+                model.insert((ri, ti), owned(oracle, t, tenant).await?);
             }
         }
-        drop(client);
-        // Every tenant's view of the relation against the model.
-        for (ti, tenant) in tenants.iter().enumerate().take(2) {
-            let seen = read(pool, subject, t, tenant).await?;
-            let expected = model
-                .get(&(action.relation, ti))
-                .cloned()
-                .unwrap_or_default();
+        Ok(Self {
+            pool,
+            oracle,
+            subject,
+            tenants,
+            model,
+            inserted: BTreeMap::new(),
+            out: Vec::new(),
+            transcript: Transcript::default(),
+        })
+    }
+
+    fn parties<'t>(tenants: &'t [SeededTenant], action: &Action) -> Parties<'t> {
+        let me = action.tenant.min(1);
+        let other = 1 - me;
+        Parties {
+            me,
+            other,
+            actor: &tenants[me],
+            victim: &tenants[other],
+        }
+    }
+
+    /// Insert a row of the acting tenant (must go in) or of the other (must be refused).
+    /// False when no row could be generated.
+    async fn insert(
+        &mut self,
+        client: &Client,
+        seeder: &mut Seeder,
+        t: &Target,
+        action: &Action,
+    ) -> Result<bool> {
+        let tenants = self.tenants.clone();
+        let Parties {
+            me,
+            other,
+            actor,
+            victim,
+        } = Self::parties(&tenants, action);
+        let name = t.relation.name.clone();
+        let own = action.op == Op::Insert;
+        let owner = if own { actor } else { victim };
+        let values = match seeder
+            .new_row(self.oracle, self.subject, &name, &owner.id)
+            .await?
+        {
+            Ok(v) => v,
+            Err(why) => {
+                self.out.push(
+                    Observation::inconclusive(
+                        InvariantId::TenantIsolation,
+                        Undecided::NotSeeded,
+                        "DML-INSERT",
+                        format!("no row of {name} could be generated: {why}"),
+                    )
+                    .on(name.clone()),
+                );
+                return Ok(false);
+            }
+        };
+        let sql = crate::project::seed::insert_statement(&name, &values);
+        let param = serde_json::Value::Object(values.clone()).to_string();
+        // A row for another tenant is inserted without RETURNING: the SELECT policy would
+        // refuse to return it and hide a WITH CHECK that let it in.
+        let result = seeder
+            .insert(client, self.subject, &name, Some(&actor.id), values, own)
+            .await?;
+        let ended = match &result {
+            Ok(_) => "1 row".to_string(),
+            Err(why) => why.to_string(),
+        };
+        self.transcript
+            .statement(actor, self.subject, &sql, &param, &ended);
+        let relation = action.relation;
+        if own {
+            match result {
+                Ok((_, key)) => {
+                    self.model
+                        .entry((relation, me))
+                        .or_default()
+                        .insert(key.clone());
+                    self.inserted.entry((relation, me)).or_default().push(key);
+                }
+                // Refused by the row policy: the tenant cannot write its own rows, which the
+                // probes cannot judge. Refused by a key or check: nothing to model.
+                Err(why) if why.refused_by_privilege_or_policy() => self.out.push(
+                    Observation::inconclusive(
+                        InvariantId::TenantIsolation,
+                        Undecided::FailedOtherwise,
+                        "DML-INSERT",
+                        format!(
+                            "tenant {}'s own row was refused by the row policy: {why}",
+                            actor.label
+                        ),
+                    )
+                    .on(name.clone())
+                    .with_statement(sql),
+                ),
+                Err(_) => {}
+            }
+            return Ok(true);
+        }
+        let o = match result {
+            Ok(_) => {
+                // The row got in: what the other tenant owns is what the oracle says.
+                self.model
+                    .insert((relation, other), owned(self.oracle, t, victim).await?);
+                Observation::violated(
+                    InvariantId::WriteCheck,
+                    "DML-INSERT-OTHER",
+                    format!(
+                        "in tenant {}'s context, a row for tenant {} was inserted into {name}",
+                        actor.label, victim.label
+                    ),
+                )
+            }
+            Err(why) if why.refused_by_privilege_or_policy() => {
+                Observation::holds(InvariantId::WriteCheck, "DML-INSERT-OTHER")
+            }
+            Err(why) => Observation::inconclusive(
+                InvariantId::WriteCheck,
+                Undecided::FailedOtherwise,
+                "DML-INSERT-OTHER",
+                format!("rejected for another reason than the row policy: {why}"),
+            ),
+        };
+        self.out.push(o.on(name.clone()).with_statement(sql));
+        Ok(true)
+    }
+
+    /// Update, delete or move (to the other tenant: must be refused) one of the acting
+    /// tenant's inserted rows. False when it has none, the relation has no key, or the runtime
+    /// may not do it.
+    async fn write_own(
+        &mut self,
+        client: &Client,
+        t: &Target,
+        action: &Action,
+        k: usize,
+    ) -> Result<bool> {
+        let tenants = self.tenants.clone();
+        let Parties {
+            me,
+            other,
+            actor,
+            victim,
+        } = Self::parties(&tenants, action);
+        let relation = action.relation;
+        let own = self
+            .inserted
+            .get(&(relation, me))
+            .cloned()
+            .unwrap_or_default();
+        if !t.keyed || own.is_empty() {
+            return Ok(false);
+        }
+        let name = t.relation.name.clone();
+        let column = t.relation.tenant_column_sql();
+        let key = own[k % own.len()].clone();
+        let (sql, probe, allowed) = match action.op {
+            Op::UpdateOwn(_) => (
+                format!(
+                    "UPDATE {name} t SET {column} = t.{column} WHERE {} = $1",
+                    t.key_sql
+                ),
+                "DML-UPDATE-OWN",
+                t.relation.runtime_can_update,
+            ),
+            Op::DeleteOwn(_) => (
+                format!("DELETE FROM {name} t WHERE {} = $1", t.key_sql),
+                "DML-DELETE-OWN",
+                t.relation.runtime_can_delete,
+            ),
+            _ => (
+                format!(
+                    "UPDATE {name} t SET {column} = '{}'::{} WHERE {} = $1",
+                    victim.id.replace('\'', "''"),
+                    t.column_type,
+                    t.key_sql
+                ),
+                "DML-MOVE",
+                t.relation.runtime_can_update,
+            ),
+        };
+        if !allowed {
+            return Ok(false);
+        }
+        let ended = execute(client, self.subject, actor, &sql, &key).await?;
+        self.transcript
+            .statement(actor, self.subject, &sql, &key, &describe(&ended));
+        let o = match (action.op, ended) {
+            (Op::MoveOwn(_), Probed::Rows(0)) | (Op::MoveOwn(_), Probed::Error(_)) => {
+                Observation::holds(InvariantId::WriteCheck, probe).on(name.clone())
+            }
+            (Op::MoveOwn(_), Probed::Rows(_)) => {
+                self.model.entry((relation, me)).or_default().remove(&key);
+                self.model
+                    .entry((relation, other))
+                    .or_default()
+                    .insert(key.clone());
+                self.inserted
+                    .entry((relation, me))
+                    .or_default()
+                    .retain(|x| x != &key);
+                Observation::violated(
+                    InvariantId::WriteCheck,
+                    probe,
+                    format!(
+                        "in tenant {}'s context, its row {key} of {name} was moved to tenant {}",
+                        actor.label, victim.label
+                    ),
+                )
+                .on(name.clone())
+                .with_statement(sql)
+            }
+            (_, Probed::Rows(1)) => {
+                if matches!(action.op, Op::DeleteOwn(_)) {
+                    self.model.entry((relation, me)).or_default().remove(&key);
+                    self.inserted
+                        .entry((relation, me))
+                        .or_default()
+                        .retain(|x| x != &key);
+                }
+                Observation::holds(InvariantId::TenantIsolation, probe).on(name.clone())
+            }
+            (_, ended) => Observation::violated(
+                InvariantId::TenantIsolation,
+                probe,
+                format!(
+                    "tenant {}'s own committed row {key} of {name} is not writable in its context: {}",
+                    actor.label,
+                    describe(&ended)
+                ),
+            )
+            .on(name.clone())
+            .with_sqlstate(ended.sqlstate())
+            .with_statement(sql),
+        };
+        self.out.push(o);
+        Ok(true)
+    }
+
+    /// Update or delete one of the other tenant's rows by key (must affect nothing). False
+    /// when it has none, the relation has no key, or the runtime may not do it.
+    async fn write_other(
+        &mut self,
+        client: &Client,
+        t: &Target,
+        action: &Action,
+        k: usize,
+    ) -> Result<bool> {
+        let tenants = self.tenants.clone();
+        let Parties {
+            other,
+            actor,
+            victim,
+            ..
+        } = Self::parties(&tenants, action);
+        let relation = action.relation;
+        let theirs: Vec<String> = self
+            .model
+            .get(&(relation, other))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        let delete = matches!(action.op, Op::DeleteOther(_));
+        let allowed = if delete {
+            t.relation.runtime_can_delete
+        } else {
+            t.relation.runtime_can_update
+        };
+        if !t.keyed || theirs.is_empty() || !allowed {
+            return Ok(false);
+        }
+        let name = t.relation.name.clone();
+        let column = t.relation.tenant_column_sql();
+        let key = theirs[k % theirs.len()].clone();
+        let (sql, probe) = if delete {
+            (
+                format!("DELETE FROM {name} t WHERE {} = $1", t.key_sql),
+                "DML-DELETE-OTHER",
+            )
+        } else {
+            (
+                format!(
+                    "UPDATE {name} t SET {column} = t.{column} WHERE {} = $1",
+                    t.key_sql
+                ),
+                "DML-UPDATE-OTHER",
+            )
+        };
+        let ended = execute(client, self.subject, actor, &sql, &key).await?;
+        self.transcript
+            .statement(actor, self.subject, &sql, &key, &describe(&ended));
+        let o = match ended {
+            Probed::Rows(n) if n > 0 => {
+                if delete {
+                    self.model
+                        .entry((relation, other))
+                        .or_default()
+                        .remove(&key);
+                }
+                Observation::violated(
+                    InvariantId::WriteCheck,
+                    probe,
+                    format!(
+                        "in tenant {}'s context, {n} row(s) of tenant {} in {name} were {}",
+                        actor.label,
+                        victim.label,
+                        if delete { "deleted" } else { "updated" }
+                    ),
+                )
+                .with_statement(sql)
+            }
+            _ => Observation::holds(InvariantId::WriteCheck, probe),
+        };
+        self.out.push(o.on(name));
+        Ok(true)
+    }
+
+    /// Every tenant's view of relation `relation` (`t`) against the model.
+    async fn check_reads(&mut self, t: &Target, relation: usize) -> Result<()> {
+        for (ti, tenant) in self.tenants.iter().enumerate().take(2) {
+            let seen = read(self.pool, self.subject, t, tenant).await?;
+            let expected = self.model.get(&(relation, ti)).cloned().unwrap_or_default();
             let judged = judge_read(&seen, &expected, tenant, t);
             if judged.status == Status::Violated {
-                transcript.statement(
+                self.transcript.statement(
                     tenant,
-                    subject,
+                    self.subject,
                     &read_sql(t),
                     "",
                     &format!("VIOLATION: {}", judged.detail),
                 );
             }
-            out.push(judged);
+            self.out.push(judged);
         }
+        Ok(())
     }
-    let mut text = String::new();
-    for line in &transcript.lines {
-        let _ = writeln!(text, "{line}");
-    }
-    Ok((out, text))
 }
 
 fn judge_read(
-    seen: &std::result::Result<Vec<(String, String)>, String>,
+    seen: &std::result::Result<Vec<(String, String)>, Refused>,
     expected: &BTreeSet<String>,
     tenant: &SeededTenant,
     t: &Target,
@@ -450,6 +574,7 @@ fn judge_read(
     let o = match seen {
         Err(why) => Observation::inconclusive(
             id,
+            Undecided::FailedOtherwise,
             "DML-READ",
             format!("tenant {}'s read of {name} failed: {why}", tenant.label),
         ),
@@ -500,27 +625,14 @@ fn judge_read(
     o.on(name.clone())
 }
 
-/// How a statement ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Ended {
-    Rows(u64),
-    Error(Option<String>, String),
-}
-
-impl Ended {
-    fn describe(&self) -> String {
-        match self {
-            Self::Rows(n) => format!("{n} row(s)"),
-            Self::Error(Some(s), m) => format!("{m} (SQLSTATE {s})"),
-            Self::Error(None, m) => m.clone(),
-        }
-    }
-
-    fn sqlstate(&self) -> Option<String> {
-        match self {
-            Self::Error(s, _) => s.clone(),
-            Self::Rows(_) => None,
-        }
+/// How a statement ended, for the transcript: its rows, or the error and its SQLSTATE.
+fn describe(ended: &Probed) -> String {
+    match ended {
+        Probed::Rows(n) => format!("{n} row(s)"),
+        Probed::Error(r) => match &r.sqlstate {
+            Some(s) => format!("{} (SQLSTATE {s})", r.described),
+            None => r.described.clone(),
+        },
     }
 }
 
@@ -531,7 +643,7 @@ async fn execute(
     tenant: &SeededTenant,
     sql: &str,
     param: &str,
-) -> Result<Ended> {
+) -> Result<Probed> {
     client
         .batch_execute("BEGIN")
         .await
@@ -543,23 +655,20 @@ async fn execute(
                 .batch_execute("COMMIT")
                 .await
                 .map_err(|e| Error::database("committing a DML statement", e))?;
-            Ok(Ended::Rows(n))
+            Ok(Probed::Rows(n))
         }
         Err(e) => {
             client
                 .batch_execute("ROLLBACK")
                 .await
                 .map_err(|e| Error::database("rolling a DML statement back", e))?;
-            Ok(Ended::Error(
-                e.code().map(|c| c.code().to_string()),
-                crate::error::describe_db_error(&e),
-            ))
+            Ok(Probed::Error(Refused::of(&e)))
         }
     }
 }
 
 async fn set_context(client: &Client, subject: &Subject, tenant: &str) -> Result<()> {
-    let result = crate::invariants::probe::set_context_on(client, subject, tenant).await;
+    let result = crate::probe::set_context_on(client, subject, tenant).await;
     result
         .map(drop)
         .map_err(|e| Error::database("setting the tenant context", e))
@@ -598,7 +707,7 @@ async fn read(
     subject: &Subject,
     t: &Target,
     tenant: &SeededTenant,
-) -> Result<std::result::Result<Vec<(String, String)>, String>> {
+) -> Result<std::result::Result<Vec<(String, String)>, Refused>> {
     let client = pool
         .get()
         .await
@@ -615,5 +724,5 @@ async fn read(
         .map_err(|e| Error::database("ending a DML read", e))?;
     Ok(rows
         .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-        .map_err(|e| crate::error::describe_db_error(&e)))
+        .map_err(|e| Refused::of(&e)))
 }

@@ -13,54 +13,67 @@ use serde_json::{Map, Value};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
+use super::shape::{Column, Shape, key_expression, read_shape};
+use crate::catalog::Relation;
 use crate::error::{Error, Result};
-use crate::invariants::Subject;
-use crate::invariants::catalog::Relation;
-use crate::roles::quote_ident;
+use crate::refusal::{Constraint, Refusal, Refused};
+use crate::sql::quote_ident;
+use crate::subject::Subject;
 
 /// How many inserts a row may take before the table is declared unseedable.
 const ATTEMPTS: usize = 16;
 /// How deep foreign keys are followed.
 const MAX_DEPTH: usize = 8;
 
-/// A column as seeding needs it.
-#[derive(Debug, Clone)]
-struct Column {
-    name: String,
-    /// The base type's name (`int4`, `text`, `uuid`, ...; a domain's base type).
-    type_name: String,
-    /// `pg_type.typcategory` of the base type.
-    category: char,
-    not_null: bool,
-    has_default: bool,
-    /// An identity or generated column: never given a value.
-    generated: bool,
-    /// `varchar(n)` / `char(n)`: n.
-    max_len: Option<usize>,
-    /// Enum labels, in order.
-    labels: Vec<String>,
+/// Why no row could be written: a reason for people, and the database's last refusal when it
+/// gave one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotSeeded {
+    /// The database's last refusal, if a statement reached it.
+    pub refused: Option<Refused>,
+    /// Why, for the evidence.
+    pub reason: String,
 }
 
-/// A foreign key.
-#[derive(Debug, Clone)]
-struct ForeignKey {
-    columns: Vec<String>,
-    table: String,
-    referenced: Vec<String>,
+impl NotSeeded {
+    fn because(reason: String) -> Self {
+        Self {
+            refused: None,
+            reason,
+        }
+    }
+
+    /// No generated value was accepted; `last` is the database's last word.
+    fn refused(last: Option<Refused>) -> Self {
+        let text = last.as_ref().map_or_else(String::new, |r| {
+            format!(
+                "{} (SQLSTATE {})",
+                r.message,
+                r.sqlstate.as_deref().unwrap_or("none")
+            )
+        });
+        Self {
+            reason: format!("no generated row was accepted: {text}"),
+            refused: last,
+        }
+    }
+
+    /// True when a privilege or a row policy refused the row.
+    pub fn refused_by_privilege_or_policy(&self) -> bool {
+        self.refused
+            .as_ref()
+            .is_some_and(|r| r.kind.is_refused_by_privilege_or_policy())
+    }
 }
 
-/// A table's shape, read once.
-#[derive(Debug, Clone)]
-struct Shape {
-    columns: Vec<Column>,
-    foreign_keys: Vec<ForeignKey>,
-    /// CHECK constraints (the table's and its columns' domains') by name: columns, literals.
-    checks: BTreeMap<String, (Vec<String>, Vec<String>)>,
-    /// Partition key columns and the literals of the partitions' bounds.
-    partitions: Option<(Vec<String>, Vec<String>)>,
-    /// Primary key columns (empty: none).
-    primary_key: Vec<String>,
+impl std::fmt::Display for NotSeeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
 }
+
+/// The result of writing a row: the row, or why not.
+pub type Seeded<T> = std::result::Result<T, NotSeeded>;
 
 /// A tenant rlsgate created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,7 +224,9 @@ impl Seeder {
     ) -> Result<()> {
         for tenant in self.tenants.clone() {
             if let Err(why) = self.sentinel(oracle, subject, table, &tenant.id, 0).await? {
-                self.failures.entry(table.to_string()).or_insert(why);
+                self.failures
+                    .entry(table.to_string())
+                    .or_insert(why.to_string());
                 return Ok(());
             }
         }
@@ -226,13 +241,13 @@ impl Seeder {
         table: &str,
         tenant: &str,
         depth: usize,
-    ) -> Result<std::result::Result<Map<String, Value>, String>> {
+    ) -> Result<Seeded<Map<String, Value>>> {
         let key = (table.to_string(), tenant.to_string());
         if let Some(row) = self.rows.get(&key) {
             return Ok(Ok(row.clone()));
         }
         if let Some(why) = self.failures.get(table) {
-            return Ok(Err(why.clone()));
+            return Ok(Err(NotSeeded::because(why.clone())));
         }
         let row = self
             .insert_with_parents(oracle, subject, table, Some(tenant), Map::new(), depth)
@@ -254,11 +269,11 @@ impl Seeder {
         tenant: Option<&str>,
         fixed: Map<String, Value>,
         depth: usize,
-    ) -> Result<std::result::Result<Map<String, Value>, String>> {
+    ) -> Result<Seeded<Map<String, Value>>> {
         if depth > MAX_DEPTH {
-            return Ok(Err(format!(
+            return Ok(Err(NotSeeded::because(format!(
                 "foreign keys from {table} nest deeper than {MAX_DEPTH} levels (a cycle?)"
-            )));
+            ))));
         }
         let shape = self.shape(oracle, table).await?;
         let mut values = fixed;
@@ -289,28 +304,28 @@ impl Seeder {
                         {
                             Ok(row) => row,
                             Err(why) => {
-                                return Ok(Err(format!(
+                                return Ok(Err(NotSeeded::because(format!(
                                     "it references {}, which could not be seeded: {why}",
                                     fk.table
-                                )));
+                                ))));
                             }
                         }
                     }
                     None => {
-                        return Ok(Err(format!(
+                        return Ok(Err(NotSeeded::because(format!(
                             "a shared table references the tenant table {}",
                             fk.table
-                        )));
+                        ))));
                     }
                 }
             } else {
                 match Box::pin(self.shared_row(oracle, subject, &fk.table, depth + 1)).await? {
                     Ok(row) => row,
                     Err(why) => {
-                        return Ok(Err(format!(
+                        return Ok(Err(NotSeeded::because(format!(
                             "it references {}, which could not be seeded: {why}",
                             fk.table
-                        )));
+                        ))));
                     }
                 }
             };
@@ -338,10 +353,10 @@ impl Seeder {
                     values.insert(column.name.clone(), v);
                 }
                 None => {
-                    return Ok(Err(format!(
+                    return Ok(Err(NotSeeded::because(format!(
                         "cannot generate a value of type {} for its NOT NULL column {}",
                         column.type_name, column.name
-                    )));
+                    ))));
                 }
             }
         }
@@ -355,7 +370,7 @@ impl Seeder {
         subject: &Subject,
         table: &str,
         depth: usize,
-    ) -> Result<std::result::Result<Map<String, Value>, String>> {
+    ) -> Result<Seeded<Map<String, Value>>> {
         let row = oracle
             .query_opt(
                 &format!("SELECT row_to_json(t)::text FROM {table} t LIMIT 1"),
@@ -380,7 +395,7 @@ impl Seeder {
         tenant: Option<&str>,
         fixed: Map<String, Value>,
         depth: usize,
-    ) -> Result<std::result::Result<Map<String, Value>, String>> {
+    ) -> Result<Seeded<Map<String, Value>>> {
         let values = match self
             .values(oracle, subject, table, tenant, fixed, depth)
             .await?
@@ -417,7 +432,7 @@ impl Seeder {
         tenant: Option<&str>,
         values: Map<String, Value>,
         returning: bool,
-    ) -> Result<std::result::Result<(Map<String, Value>, String), String>> {
+    ) -> Result<Seeded<(Map<String, Value>, String)>> {
         let shape = self.shape(client, table).await?;
         let mut values = values;
         // What must not change on a retry: the tenant column, foreign-key columns (they point
@@ -434,7 +449,7 @@ impl Seeder {
             fixed.insert(key.clone());
         }
         let mut tried: BTreeMap<String, usize> = BTreeMap::new();
-        let mut last = String::new();
+        let mut last: Option<Refused> = None;
         let mut last_retry: Vec<(String, Vec<String>)> = Vec::new();
         for _ in 0..ATTEMPTS {
             let result =
@@ -443,12 +458,15 @@ impl Seeder {
                 Ok(row) => return Ok(Ok(row)),
                 Err(e) => e,
             };
-            let Some(db) = error.as_db_error() else {
-                return Ok(Err(format!("the insert failed: {error}")));
-            };
-            last = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-            let retry: Vec<(String, Vec<String>)> = match db.code().code() {
-                "23505" => {
+            if error.as_db_error().is_none() {
+                return Ok(Err(NotSeeded::because(format!(
+                    "the insert failed: {error}"
+                ))));
+            }
+            let refused = Refused::of(&error);
+            last = Some(refused.clone());
+            let retry: Vec<(String, Vec<String>)> = match refused.kind {
+                Refusal::Constraint(Constraint::Unique) => {
                     // A unique key: new counter values for everything rlsgate generated.
                     for column in &shape.columns {
                         if values.contains_key(&column.name) && !fixed.contains(&column.name) {
@@ -462,8 +480,10 @@ impl Seeder {
                     }
                     continue;
                 }
-                "23502" => {
-                    let Some(name) = db.column() else { break };
+                Refusal::Constraint(Constraint::NotNull) => {
+                    let Some(name) = refused.column.as_deref() else {
+                        break;
+                    };
                     let Some(column) = shape.columns.iter().find(|c| c.name == name) else {
                         break;
                     };
@@ -474,7 +494,11 @@ impl Seeder {
                     };
                     continue;
                 }
-                "23514" => match db.constraint().and_then(|c| shape.checks.get(c)) {
+                Refusal::Constraint(Constraint::Check) => match refused
+                    .constraint
+                    .as_deref()
+                    .and_then(|c| shape.checks.get(c))
+                {
                     Some((columns, literals)) => columns
                         .iter()
                         .map(|c| (c.clone(), literals.clone()))
@@ -488,7 +512,7 @@ impl Seeder {
                     },
                 },
                 // A literal that does not fit the column (too long, not of its type): the next.
-                code if code.starts_with("22") && !last_retry.is_empty() => last_retry.clone(),
+                Refusal::InvalidValue if !last_retry.is_empty() => last_retry.clone(),
                 _ => break,
             };
             last_retry = retry.clone();
@@ -509,7 +533,7 @@ impl Seeder {
                 break;
             }
         }
-        Ok(Err(format!("no generated row was accepted: {last}")))
+        Ok(Err(NotSeeded::refused(last)))
     }
 
     /// The values of a new row of `table` for `tenant`, for the runtime to insert (referenced
@@ -523,7 +547,7 @@ impl Seeder {
         subject: &Subject,
         table: &str,
         tenant: &str,
-    ) -> Result<std::result::Result<Map<String, Value>, String>> {
+    ) -> Result<Seeded<Map<String, Value>>> {
         self.values(oracle, subject, table, Some(tenant), Map::new(), 0)
             .await
     }
@@ -669,7 +693,7 @@ async fn try_insert(
         .await
         .map_err(|e| Error::database("opening a seeding transaction", e))?;
     if let Some(t) = tenant {
-        let set = crate::invariants::probe::set_context_on(client, subject, t).await;
+        let set = crate::probe::set_context_on(client, subject, t).await;
         if let Err(e) = set {
             let _ = client.batch_execute("ROLLBACK").await;
             return Ok(Err(e));
@@ -748,21 +772,6 @@ fn row_text(row: &Map<String, Value>) -> String {
     Value::Object(row.clone()).to_string()
 }
 
-/// A row's key as SQL over alias `t`: its primary key's values joined by commas, or the whole
-/// row's text without a primary key.
-fn key_expression(shape: &Shape) -> String {
-    if shape.primary_key.is_empty() {
-        "t::text".into()
-    } else {
-        let cols: Vec<String> = shape
-            .primary_key
-            .iter()
-            .map(|c| format!("t.{}::text", quote_ident(c)))
-            .collect();
-        format!("concat_ws(',', {})", cols.join(", "))
-    }
-}
-
 /// Truncate `s` to `max` characters, keeping its end (where the counter is).
 fn fit(s: &str, max: Option<usize>) -> String {
     match max {
@@ -829,162 +838,12 @@ fn candidates(literals: &[String]) -> Vec<String> {
     out
 }
 
-/// String and number literals of a constraint or bound expression, in order.
-fn literals(expression: &str) -> Vec<String> {
-    let re = regex::Regex::new(r"'((?:[^']|'')*)'|(-?\b\d+(?:\.\d+)?\b)").expect("a valid regex");
-    re.captures_iter(expression)
-        .filter_map(|c| {
-            c.get(1)
-                .map(|m| m.as_str().replace("''", "'"))
-                .or_else(|| c.get(2).map(|m| m.as_str().to_string()))
-        })
-        .collect()
-}
-
-async fn read_shape(client: &Client, table: &str) -> Result<Shape> {
-    let err = |what: &str| {
-        let what = what.to_string();
-        let table = table.to_string();
-        move |e| Error::database(format!("reading the {what} of {table}"), e)
-    };
-    let columns = client
-        .query(
-            "SELECT a.attname::text, coalesce(bt.typname, t.typname)::text,
-                    coalesce(bt.typcategory, t.typcategory)::text,
-                    a.attnotnull OR coalesce(t.typnotnull, false), a.atthasdef,
-                    a.attidentity = 'a' OR a.attgenerated <> '',
-                    CASE WHEN a.atttypmod > 4 AND coalesce(bt.typname, t.typname) IN ('varchar', 'bpchar')
-                         THEN a.atttypmod - 4 END,
-                    ARRAY(SELECT e.enumlabel::text FROM pg_enum e
-                          WHERE e.enumtypid = coalesce(bt.oid, t.oid) ORDER BY e.enumsortorder),
-                    a.attidentity = 'd'
-             FROM pg_attribute a
-             JOIN pg_type t ON t.oid = a.atttypid
-             LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
-             WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped
-             ORDER BY a.attnum",
-            &[&table],
-        )
-        .await
-        .map_err(err("columns"))?
-        .iter()
-        .map(|r| Column {
-            name: r.get(0),
-            type_name: r.get(1),
-            category: r.get::<_, String>(2).chars().next().unwrap_or('X'),
-            not_null: r.get(3),
-            has_default: r.get::<_, bool>(4) || r.get::<_, bool>(8),
-            generated: r.get(5),
-            max_len: r.get::<_, Option<i32>>(6).map(|n| n as usize),
-            labels: r.get(7),
-        })
-        .collect();
-    let foreign_keys = client
-        .query(
-            "SELECT ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
-                          JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i),
-                    format('%I.%I', n.nspname, rc.relname),
-                    ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
-                          JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i)
-             FROM pg_constraint c
-             JOIN pg_class rc ON rc.oid = c.confrelid
-             JOIN pg_namespace n ON n.oid = rc.relnamespace
-             WHERE c.conrelid = $1::text::regclass AND c.contype = 'f' AND c.conparentid = 0
-             ORDER BY c.conname",
-            &[&table],
-        )
-        .await
-        .map_err(err("foreign keys"))?
-        .iter()
-        .map(|r| ForeignKey {
-            columns: r.get(0),
-            table: r.get(1),
-            referenced: r.get(2),
-        })
-        .collect();
-    let checks = client
-        .query(
-            "SELECT c.conname::text, pg_get_constraintdef(c.oid),
-                    ARRAY(SELECT a.attname::text FROM pg_attribute a
-                          WHERE a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey))
-             FROM pg_constraint c
-             WHERE c.conrelid = $1::text::regclass AND c.contype = 'c'
-             UNION ALL
-             SELECT c.conname::text, pg_get_constraintdef(c.oid),
-                    ARRAY(SELECT a.attname::text FROM pg_attribute a
-                          WHERE a.attrelid = $1::text::regclass AND a.atttypid = c.contypid
-                            AND a.attnum > 0 AND NOT a.attisdropped)
-             FROM pg_constraint c
-             WHERE c.contype = 'c' AND c.contypid IN (
-                 SELECT a.atttypid FROM pg_attribute a
-                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0)",
-            &[&table],
-        )
-        .await
-        .map_err(err("CHECK constraints"))?
-        .iter()
-        .map(|r| {
-            let def: String = r.get(1);
-            (
-                r.get::<_, String>(0),
-                (r.get::<_, Vec<String>>(2), literals(&def)),
-            )
-        })
-        .collect();
-    let partitions = client
-        .query_opt(
-            "SELECT ARRAY(SELECT a.attname::text FROM pg_attribute a
-                          WHERE a.attrelid = p.partrelid AND a.attnum = ANY(p.partattrs::int2[])),
-                    ARRAY(SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i
-                          JOIN pg_class c ON c.oid = i.inhrelid
-                          WHERE i.inhparent = p.partrelid ORDER BY c.relname)
-             FROM pg_partitioned_table p WHERE p.partrelid = $1::text::regclass",
-            &[&table],
-        )
-        .await
-        .map_err(err("partitions"))?
-        .map(|r| {
-            let bounds: Vec<String> = r.get(1);
-            (
-                r.get::<_, Vec<String>>(0),
-                bounds.iter().flat_map(|b| literals(b)).collect(),
-            )
-        });
-    let primary_key = client
-        .query_opt(
-            "SELECT ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
-                          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o)
-             FROM pg_index i WHERE i.indrelid = $1::text::regclass AND i.indisprimary",
-            &[&table],
-        )
-        .await
-        .map_err(err("primary key"))?
-        .map(|r| r.get(0))
-        .unwrap_or_default();
-    Ok(Shape {
-        columns,
-        foreign_keys,
-        checks,
-        partitions,
-        primary_key,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn literals_come_from_checks_and_partition_bounds() {
-        assert_eq!(
-            literals("CHECK ((status = ANY (ARRAY['open'::text, 'it''s'::text])))"),
-            ["open", "it's"]
-        );
-        assert_eq!(literals("CHECK ((amount_cents >= 0))"), ["0"]);
-        assert_eq!(
-            literals("FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2027-01-01 00:00:00+00')"),
-            ["2026-01-01 00:00:00+00", "2027-01-01 00:00:00+00"]
-        );
+    fn candidates_start_with_the_literals_then_their_neighbours() {
         assert_eq!(candidates(&["0".into()]), ["0", "1", "-1"]);
     }
 

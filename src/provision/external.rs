@@ -7,8 +7,8 @@ use std::str::FromStr;
 use tokio_postgres::config::Host;
 
 use crate::error::{Error, Result};
+use crate::provision::Credentials;
 use crate::provision::Endpoint;
-use crate::roles::Credentials;
 
 /// What a superuser URL says: where the server is, who to log in as, the maintenance database.
 #[derive(Debug, Clone)]

@@ -12,20 +12,46 @@ pub(crate) mod container;
 pub mod external;
 pub(crate) mod local;
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::OnceCell;
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::{BackendChoice, KeepPolicy, Settings};
-use crate::database::Database;
 use crate::error::{Error, Result};
-use crate::migrations::MigrationSet;
-use crate::roles::{self, Credentials, Existing, RoleSet, quote_ident};
+use crate::sql::quote_ident;
+
+/// A login: user name and password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The role name to log in as.
+    pub user: String,
+    /// Its password (never printed by `Debug`).
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// A login for `user` with a fresh random password.
+    pub fn random(user: &str) -> Self {
+        Self {
+            user: user.to_string(),
+            password: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
+}
 
 /// A resolved backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -193,10 +219,11 @@ struct Inner {
     superuser: Credentials,
     maintenance_db: String,
     instance: Instance,
-    roles: OnceCell<RoleSet>,
-    created_roles: AtomicBool,
-    project_roles: tokio::sync::Mutex<BTreeMap<String, Option<Credentials>>>,
-    template: OnceCell<String>,
+    /// State the layers above keep per server (its roles, its migrated template), one value
+    /// per type: see [`Server::extension`].
+    extensions: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
+    /// Roles created on this server, dropped (newest first) with an external server.
+    created_roles: Mutex<Vec<String>>,
     run_id: String,
     next_database: AtomicU64,
     keep: KeepPolicy,
@@ -298,10 +325,8 @@ impl Server {
                 superuser,
                 maintenance_db,
                 instance,
-                roles: OnceCell::new(),
-                created_roles: AtomicBool::new(false),
-                project_roles: tokio::sync::Mutex::new(BTreeMap::new()),
-                template: OnceCell::new(),
+                extensions: Mutex::new(Vec::new()),
+                created_roles: Mutex::new(Vec::new()),
                 run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
                 next_database: AtomicU64::new(0),
                 keep: settings.keep,
@@ -425,182 +450,36 @@ impl Server {
         Ok(row.get(0))
     }
 
-    /// The roles of the system under test, created on first use.
-    ///
-    /// # Errors
-    /// A provisioning error when a role exists that rlsgate did not create, or a database error.
-    pub async fn roles(&self) -> Result<&RoleSet> {
-        self.inner
-            .roles
-            .get_or_try_init(|| async {
-                let roles = RoleSet {
-                    migration_owner: Credentials::random(roles::MIGRATION_OWNER),
-                    app_user: Credentials::random(roles::APP_USER),
-                };
-                let client = self.superuser().await?;
-                roles::bootstrap(&client, &roles, Existing::TakeOver).await?;
-                self.inner.created_roles.store(true, Ordering::SeqCst);
-                Ok(roles)
-            })
-            .await
+    /// The value of type `T` this server keeps for a higher layer (created on first use and
+    /// shared by every handle): how the schema layer caches the roles and the migrated template
+    /// per server without this module knowing them.
+    pub(crate) fn extension<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
+        let mut extensions = self.inner.extensions.lock().unwrap();
+        if let Some(found) = extensions
+            .iter()
+            .find_map(|e| Arc::clone(e).downcast::<T>().ok())
+        {
+            return found;
+        }
+        let created = Arc::new(T::default());
+        extensions.push(Arc::clone(&created) as Arc<dyn Any + Send + Sync>);
+        created
     }
 
-    fn database_name(&self, what: &str) -> String {
+    /// Remember that role `name` was created on this server: an external server drops it
+    /// when its last handle drops (after the databases), newest first.
+    pub(crate) fn created_role(&self, name: &str) {
+        let mut roles = self.inner.created_roles.lock().unwrap();
+        if !roles.iter().any(|r| r == name) {
+            roles.push(name.to_string());
+        }
+    }
+
+    /// A new database name, unique to this server handle's run (`rlsgate_<run>_<what><n>`):
+    /// an external server drops every database with its run's prefix when its last handle drops.
+    pub(crate) fn database_name(&self, what: &str) -> String {
         let n = self.inner.next_database.fetch_add(1, Ordering::SeqCst);
         format!("rlsgate_{}_{what}{n}", self.inner.run_id)
-    }
-
-    /// A new empty database (no migrations applied), set up like every rlsgate database and
-    /// dropped with its handle: for applying migration sets of your own.
-    ///
-    /// # Errors
-    /// A database error when a statement fails.
-    pub async fn empty_database(&self) -> Result<Database> {
-        let name = self.database_name("empty");
-        self.create_database(&name).await?;
-        Ok(Database::new(self.clone(), name))
-    }
-
-    /// Create an empty database owned by `migration_owner`, with CONNECT for the runtime only and
-    /// no CREATE on `public` nor TEMPORARY for anyone else.
-    ///
-    /// # Errors
-    /// A database error when a statement fails.
-    pub async fn create_database(&self, name: &str) -> Result<()> {
-        let roles = self.roles().await?;
-        let su = self.superuser().await?;
-        su.batch_execute(&format!(
-            "CREATE DATABASE {db} OWNER {owner}",
-            db = quote_ident(name),
-            owner = roles.migration_owner.user
-        ))
-        .await
-        .map_err(|e| Error::database(format!("creating database {name}"), e))?;
-        harden_database(&su, name).await?;
-        harden_schema(&self.superuser_on(name).await?, name).await
-    }
-
-    /// The login of a project's role `name` on this server, created (or taken over, when
-    /// rlsgate created it earlier) once per server with a random password; `login: false`
-    /// makes a NOLOGIN group and returns `None`. The reference roles keep their own logins.
-    /// Roles are cluster-wide, so every project on this server shares them.
-    ///
-    /// # Errors
-    /// A provisioning error when the role exists and rlsgate did not create it; a database error.
-    pub async fn project_role(&self, name: &str, login: bool) -> Result<Option<Credentials>> {
-        if login {
-            let reference = self.roles().await?;
-            for c in [&reference.migration_owner, &reference.app_user] {
-                if c.user == name {
-                    return Ok(Some(c.clone()));
-                }
-            }
-        } else if [roles::APP_RW, roles::APP_RO].contains(&name) {
-            self.roles().await?;
-            return Ok(None);
-        }
-        let mut known = self.inner.project_roles.lock().await;
-        if let Some(c) = known.get(name) {
-            return Ok(c.clone());
-        }
-        let credentials = login.then(|| Credentials::random(name));
-        let attributes = if login {
-            "LOGIN INHERIT NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION"
-        } else {
-            "NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION"
-        };
-        let su = self.superuser().await?;
-        roles::ensure(
-            &su,
-            name,
-            attributes,
-            credentials.as_ref().map(|c| c.password.as_str()),
-            Existing::TakeOver,
-        )
-        .await?;
-        known.insert(name.to_string(), credentials.clone());
-        Ok(credentials)
-    }
-
-    /// Create an empty database `name` owned by `owner`, with CONNECT for `runtime` only and no
-    /// CREATE on `public` nor TEMPORARY for anyone else: [`Server::create_database`] for a
-    /// project's roles. Dropped with the returned handle.
-    ///
-    /// # Errors
-    /// A database error when a statement fails.
-    pub async fn project_database(&self, owner: &str, runtime: &str) -> Result<Database> {
-        let name = self.database_name("project");
-        let su = self.superuser().await?;
-        su.batch_execute(&format!(
-            "CREATE DATABASE {db} OWNER {owner}",
-            db = quote_ident(&name),
-            owner = quote_ident(owner)
-        ))
-        .await
-        .map_err(|e| Error::database(format!("creating database {name}"), e))?;
-        let database = Database::new(self.clone(), name.clone());
-        harden_database_for(&su, &name, runtime).await?;
-        harden_schema(&self.superuser_on(&name).await?, &name).await?;
-        Ok(database)
-    }
-
-    /// The name of a database migrated with the reference migrations as `migration_owner`,
-    /// created once per server and used as the template of every [`Server::fresh_database`].
-    ///
-    /// # Errors
-    /// A migration error when a reference migration fails, or a database error.
-    pub async fn template(&self) -> Result<&str> {
-        self.inner
-            .template
-            .get_or_try_init(|| async {
-                let name = self.database_name("template");
-                self.create_database(&name).await?;
-                let roles = self.roles().await?;
-                let mut owner =
-                    Self::connect_with(&self.config(&roles.migration_owner, &name)).await?;
-                MigrationSet::reference()
-                    .apply(&mut owner, &roles.migration_owner.user)
-                    .await?;
-                drop(owner);
-                self.superuser()
-                    .await?
-                    .batch_execute(&format!(
-                        "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
-                        quote_ident(&name)
-                    ))
-                    .await
-                    .map_err(|e| Error::database("marking the template", e))?;
-                Ok(name)
-            })
-            .await
-            .map(String::as_str)
-    }
-
-    /// A fresh database cloned from the migrated template. It is dropped when the handle drops,
-    /// unless the test failed (then it is kept and how to reach it is printed).
-    ///
-    /// # Errors
-    /// As [`Server::template`], or a database error when the clone fails.
-    pub async fn fresh_database(&self) -> Result<Database> {
-        let template = self.template().await?.to_string();
-        let name = self.database_name("db");
-        let roles = self.roles().await?;
-        let su = self.superuser().await?;
-        su.batch_execute(&format!(
-            "CREATE DATABASE {} TEMPLATE {} OWNER {}",
-            quote_ident(&name),
-            quote_ident(&template),
-            roles.migration_owner.user
-        ))
-        .await
-        .map_err(|e| Error::database(format!("cloning the template into {name}"), e))?;
-        harden_database(&su, &name).await?;
-        Ok(Database::new(self.clone(), name))
-    }
-
-    /// A database of this server that already exists, by name (not dropped by the handle).
-    pub fn existing_database(&self, name: &str) -> Database {
-        Database::existing(self.clone(), name.to_string())
     }
 
     /// Crash the server (immediate stop, no shutdown checkpoint) and start it again. The endpoint
@@ -654,32 +533,6 @@ impl Server {
     }
 }
 
-/// Database-level privileges are not copied from a template: set them on every new database
-/// (`su` is a superuser connection to any other database).
-pub(crate) async fn harden_database(su: &Client, name: &str) -> Result<()> {
-    harden_database_for(su, name, roles::APP_USER).await
-}
-
-/// No privilege on database `name` for PUBLIC; CONNECT for `runtime`.
-async fn harden_database_for(su: &Client, name: &str, runtime: &str) -> Result<()> {
-    su.batch_execute(&format!(
-        "REVOKE ALL ON DATABASE {db} FROM PUBLIC; GRANT CONNECT ON DATABASE {db} TO {app}",
-        db = quote_ident(name),
-        app = quote_ident(runtime)
-    ))
-    .await
-    .map_err(|e| Error::database(format!("setting the privileges of database {name}"), e))
-}
-
-/// No CREATE on `public` for PUBLIC (`inside` is a superuser connection to database `name`).
-/// Schema privileges live inside the database, so a clone inherits them from its template.
-pub(crate) async fn harden_schema(inside: &Client, name: &str) -> Result<()> {
-    inside
-        .batch_execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
-        .await
-        .map_err(|e| Error::database(format!("revoking CREATE on public in {name}"), e))
-}
-
 /// Run `future` to completion on a runtime of its own, on another thread: for cleanup in `Drop`,
 /// which may run inside or outside a runtime.
 pub(crate) fn run_detached<F>(future: F) -> Option<F::Output>
@@ -722,11 +575,10 @@ impl Drop for Inner {
                     .unwrap()
                     .config(&self.superuser, &self.maintenance_db);
                 let prefix = format!("rlsgate_{}_", self.run_id);
-                let drop_roles = self.created_roles.load(Ordering::SeqCst);
-                let project_roles: Vec<String> = self
-                    .project_roles
-                    .try_lock()
-                    .map(|m| m.keys().cloned().collect())
+                let created_roles: Vec<String> = self
+                    .created_roles
+                    .lock()
+                    .map(|r| r.iter().rev().cloned().collect())
                     .unwrap_or_default();
                 run_detached(async move {
                     let Ok(su) = Server::connect_with(&config).await else {
@@ -750,13 +602,10 @@ impl Drop for Inner {
                             .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
                             .await;
                     }
-                    for name in project_roles {
+                    for name in created_roles {
                         let _ = su
                             .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&name)))
                             .await;
-                    }
-                    if drop_roles {
-                        let _ = roles::drop_all(&su).await;
                     }
                 });
             }

@@ -1,5 +1,5 @@
 //! The persistence system under test: the LLM-audit worker, its tasks, outcomes and broken
-//! variants (SYSTEM sections 5 and 6's negative controls).
+//! variants (docs/system.md sections 5 and 8).
 
 pub mod outcome;
 pub mod task;

@@ -35,13 +35,23 @@ impl ErrorClass {
     /// Classify a database client error by SQLSTATE, or as a lost connection when the server
     /// gave none.
     pub fn of_db_error(err: &tokio_postgres::Error) -> Self {
-        match err.code().map(|c| c.code()) {
-            Some("57014" | "55P03") => Self::Timeout,
-            Some(code) if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03") => {
-                Self::Connection
-            }
-            Some(_) => Self::Database,
-            None => Self::Connection,
+        use tokio_postgres::error::SqlState;
+        let Some(code) = err.code() else {
+            return Self::Connection;
+        };
+        if [SqlState::QUERY_CANCELED, SqlState::LOCK_NOT_AVAILABLE].contains(code) {
+            Self::Timeout
+        } else if code.code().starts_with("08")
+            || [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(code)
+        {
+            Self::Connection
+        } else {
+            Self::Database
         }
     }
 

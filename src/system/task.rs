@@ -73,7 +73,7 @@ impl FromStr for TaskName {
     }
 }
 
-/// Faults aimed at one task (SYSTEM section 7), set by the workload.
+/// Faults aimed at one task (docs/system.md section 7), set by the workload.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskFaults {
     /// Raise an application error after the claim (the whole transaction must roll back).

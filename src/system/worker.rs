@@ -1,4 +1,4 @@
-//! The LLM-audit worker (SYSTEM section 5): one transaction per execution on a pooled login
+//! The LLM-audit worker (docs/system.md section 5): one transaction per execution on a pooled login
 //! connection as `app_user`, retries, and the dead-letter queue in a transaction of its own.
 
 use std::collections::BTreeSet;

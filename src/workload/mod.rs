@@ -135,7 +135,7 @@ pub struct Workload {
     pub concurrency: usize,
 }
 
-/// The kinds of fault a workload can inject (SYSTEM.md section 7), for counting and reports.
+/// The kinds of fault a workload can inject (docs/system.md section 7), for counting and reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {

@@ -5,9 +5,9 @@
 use std::process::Command;
 
 use rlsgate::Settings;
+use rlsgate::campaign::{self, CampaignOptions};
 use rlsgate::evidence::{self, Artifacts};
 use rlsgate::report::Report;
-use rlsgate::runner::{self, CampaignOptions};
 use rlsgate::system::Variant;
 use rlsgate::workload::WorkloadShape;
 
@@ -24,7 +24,7 @@ async fn campaign(variants: &[Variant]) -> Report {
         },
         ..CampaignOptions::default()
     };
-    runner::run(&Settings::from_env().unwrap(), &options)
+    campaign::run(&Settings::from_env().unwrap(), &options)
         .await
         .unwrap()
 }

@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use rlsgate::invariants::InvariantId;
-use rlsgate::project::{self, ProjectConfig, ProjectOptions, Source};
+use rlsgate::campaign::{self, CampaignOptions};
+use rlsgate::campaign::{ProjectOptions, Source};
+use rlsgate::invariants::{InvariantId, Undecided};
+use rlsgate::project::ProjectConfig;
 use rlsgate::report::{Report, Verdict};
-use rlsgate::runner::{self, CampaignOptions};
 use rlsgate::workload::WorkloadShape;
 use rlsgate::{Role, Settings};
 
@@ -34,7 +35,7 @@ async fn check(path: &str) -> Report {
     let settings = Settings::from_env().unwrap();
     // Keep the shared server up across the project's own start.
     let _server = shared_server().await;
-    project::check(&settings, &example(path), &Source::default(), &options())
+    rlsgate::campaign::check_project(&settings, &example(path), &Source::default(), &options())
         .await
         .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
@@ -94,7 +95,7 @@ fn violated(report: &Report) -> BTreeSet<InvariantId> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_through_the_generic_path_gives_the_campaigns_verdicts() {
     let generic = check("reference").await;
-    let campaign = runner::run(
+    let campaign = campaign::run(
         &Settings::from_env().unwrap(),
         &CampaignOptions {
             cases: 4,
@@ -226,7 +227,7 @@ async fn an_existing_database_is_checked_and_left_as_it_was() {
         database_url: Some(db.url(Role::Superuser).await.unwrap()),
         runtime_url: Some(db.url(Role::Runtime).await.unwrap()),
     };
-    let report = project::check(
+    let report = rlsgate::campaign::check_project(
         &Settings::from_env().unwrap(),
         &example("reference"),
         &source,
@@ -284,7 +285,7 @@ async fn bad_configs_fail_with_errors_that_name_the_fix() {
     ];
     for (text, source, expected) in cases {
         let config = ProjectConfig::parse(&text, Path::new(".")).unwrap();
-        let e = project::check(&settings, &config, &source, &options())
+        let e = rlsgate::campaign::check_project(&settings, &config, &source, &options())
             .await
             .expect_err(expected);
         assert!(e.to_string().contains(expected), "{expected}: {e}");
@@ -325,7 +326,7 @@ async fn a_malformed_migration_fails_and_leaves_nothing() {
     .unwrap();
     let config = ProjectConfig::load(dir.path()).unwrap();
     let _server = shared_server().await;
-    let e = project::check(
+    let e = rlsgate::campaign::check_project(
         &Settings::from_env().unwrap(),
         &config,
         &Source::default(),
@@ -383,7 +384,7 @@ async fn seeding_satisfies_constraints_and_reports_what_it_cannot() {
     .unwrap();
     let config = ProjectConfig::load(dir.path()).unwrap();
     let _server = shared_server().await;
-    let report = project::check(
+    let report = rlsgate::campaign::check_project(
         &Settings::from_env().unwrap(),
         &config,
         &Source::default(),
@@ -421,7 +422,8 @@ async fn seeding_satisfies_constraints_and_reports_what_it_cannot() {
         isolation
             .inconclusive
             .iter()
-            .any(|o| o.probe == "SEED" && o.relation.as_deref() == Some("public.r")),
+            .any(|o| o.undecided == Some(Undecided::NotSeeded)
+                && o.relation.as_deref() == Some("public.r")),
         "{}",
         findings(&report)
     );

@@ -1,5 +1,5 @@
 //! The worker against a fresh cloned database: the evidence pack's two tests, strengthened, and
-//! the persistence guarantees of SYSTEM section 5.
+//! the persistence guarantees of docs/system.md section 5.
 use std::collections::BTreeSet;
 
 use rlsgate::system::{

@@ -1,0 +1,211 @@
+//! The property stage: proptest's `TestRunner`, its generator seeded so that a seed replays the
+//! same cases, driving any strategy on the caller's tokio runtime. Each case is judged by the
+//! workload kind; a violated case is recorded and proptest shrinks it; the failure it shrank to
+//! is the minimal counterexample.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use proptest::strategy::Strategy;
+use proptest::test_runner::{
+    Config as ProptestConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
+};
+
+use crate::error::{Error, Result};
+use crate::invariants::Observation;
+
+/// What one case found: its violations (none when it held) and, when violated, the transcript
+/// that shows how.
+pub(crate) struct Judged {
+    pub(crate) violations: Vec<Observation>,
+    pub(crate) transcript: String,
+}
+
+impl Judged {
+    /// A case that violated nothing.
+    pub(crate) fn held() -> Self {
+        Self {
+            violations: Vec::new(),
+            transcript: String::new(),
+        }
+    }
+}
+
+/// A violated case: its input, violations and transcript.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure<T> {
+    pub(crate) input: T,
+    pub(crate) violations: Vec<Observation>,
+    pub(crate) transcript: String,
+}
+
+/// The outcome of a property run.
+pub(crate) struct PropertyRun<T> {
+    /// Cases executed, shrinking included.
+    pub(crate) runs: u64,
+    /// The number of the first violated case.
+    pub(crate) first_failure: Option<u64>,
+    /// The failure proptest shrank to, with its reason.
+    pub(crate) minimal: Option<(String, Failure<T>)>,
+}
+
+impl<T> PropertyRun<T> {
+    /// Generated cases executed, up to and including the first violated one.
+    pub(crate) fn cases_run(&self) -> u64 {
+        self.first_failure.unwrap_or(self.runs)
+    }
+}
+
+/// proptest's runner with `config`, its generator seeded by `seed` (the same seed generates the
+/// same cases), shrinking bounded by `max_shrink_time`.
+pub(crate) fn seeded_runner(
+    config: ProptestConfig,
+    seed: u64,
+    max_shrink_time: Duration,
+) -> TestRunner {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let config = ProptestConfig {
+        // Zero would mean "no limit" to proptest.
+        max_shrink_time: u32::try_from(max_shrink_time.as_millis())
+            .unwrap_or(u32::MAX)
+            .max(1),
+        ..config
+    };
+    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
+}
+
+/// Run `runner` over `strategy`, judging each case with `case` on the current tokio runtime;
+/// `case` is given the case's number, counted from one. The first harness error stops the run
+/// and is returned; findings are in the [`PropertyRun`].
+///
+/// # Errors
+/// The first `Err` of `case`, or a harness error when proptest aborts.
+pub(crate) fn run<S, F>(
+    runner: &mut TestRunner,
+    strategy: &S,
+    case: F,
+) -> Result<PropertyRun<S::Value>>
+where
+    S: Strategy,
+    S::Value: Clone + PartialEq,
+    F: AsyncFnMut(u64, &S::Value) -> Result<Judged>,
+{
+    struct State<T, F> {
+        case: F,
+        runs: u64,
+        first_failure: Option<u64>,
+        failures: Vec<Failure<T>>,
+        aborted: Option<Error>,
+    }
+    let state = RefCell::new(State {
+        case,
+        runs: 0,
+        first_failure: None,
+        failures: Vec::new(),
+        aborted: None,
+    });
+    let handle = tokio::runtime::Handle::current();
+    let result = tokio::task::block_in_place(|| {
+        runner.run(strategy, |input| {
+            let mut st = state.borrow_mut();
+            if st.aborted.is_some() {
+                return Ok(());
+            }
+            st.runs += 1;
+            let n = st.runs;
+            match handle.block_on((st.case)(n, &input)) {
+                Err(e) => {
+                    st.aborted = Some(e);
+                    Ok(())
+                }
+                Ok(judged) if judged.violations.is_empty() => Ok(()),
+                Ok(Judged {
+                    violations,
+                    transcript,
+                }) => {
+                    st.first_failure.get_or_insert(n);
+                    let reason = violations[0].to_string();
+                    st.failures.push(Failure {
+                        input,
+                        violations,
+                        transcript,
+                    });
+                    Err(TestCaseError::fail(reason))
+                }
+            }
+        })
+    });
+    let st = state.into_inner();
+    if let Some(e) = st.aborted {
+        return Err(e);
+    }
+    let minimal = match result {
+        Ok(()) => None,
+        Err(TestError::Fail(reason, minimal)) => {
+            minimal_failure(st.failures, &minimal).map(|f| (reason.to_string(), f))
+        }
+        Err(TestError::Abort(reason)) => {
+            return Err(Error::provisioning(format!(
+                "the property runner aborted: {reason}"
+            )));
+        }
+    };
+    Ok(PropertyRun {
+        runs: st.runs,
+        first_failure: st.first_failure,
+        minimal,
+    })
+}
+
+/// The recorded failure of the `minimal` input proptest shrank to (the last failure, if that
+/// input was not recorded).
+fn minimal_failure<T: PartialEq>(mut failures: Vec<Failure<T>>, minimal: &T) -> Option<Failure<T>> {
+    let at = failures
+        .iter()
+        .rposition(|f| &f.input == minimal)
+        .or(failures.len().checked_sub(1))?;
+    Some(failures.swap_remove(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(input: u32, transcript: &str) -> Failure<u32> {
+        Failure {
+            input,
+            violations: Vec::new(),
+            transcript: transcript.into(),
+        }
+    }
+
+    #[test]
+    fn the_minimal_failure_is_the_last_one_recorded_for_that_input_else_the_last() {
+        let failures = vec![
+            failure(3, "a"),
+            failure(1, "b"),
+            failure(1, "c"),
+            failure(2, "d"),
+        ];
+        assert_eq!(
+            minimal_failure(failures.clone(), &1).unwrap().transcript,
+            "c"
+        );
+        assert_eq!(minimal_failure(failures, &9).unwrap().transcript, "d");
+        assert!(minimal_failure(Vec::<Failure<u32>>::new(), &1).is_none());
+    }
+
+    #[test]
+    fn the_same_seed_generates_the_same_cases() {
+        use proptest::strategy::ValueTree;
+        let values = |seed| {
+            let mut runner = seeded_runner(ProptestConfig::default(), seed, Duration::ZERO);
+            (0..5)
+                .map(|_| (0u64..1_000_000).new_tree(&mut runner).unwrap().current())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(values(7), values(7));
+        assert_ne!(values(7), values(8));
+    }
+}

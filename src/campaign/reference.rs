@@ -1,0 +1,501 @@
+//! The built-in system's workload kind: proptest generates multi-tenant workloads with faults,
+//! each case runs through the worker over its pool of runtime logins ([`Executor`]), and after
+//! every case the history invariants are checked against the ground truth and the shared probes
+//! run in the case's tenants' contexts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
+use tokio_postgres::Config;
+use uuid::Uuid;
+
+use super::property::{self, Judged, PropertyRun};
+use super::{CampaignOptions, Kind, Prepared, Progress, Run, drive, probes};
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::history::History;
+use crate::invariants::{Case, InvariantId, Observation, Status};
+use crate::probe::ProbeSession;
+use crate::provision::Server;
+use crate::report::{Counterexample, Report, TaskCounts, transcript};
+use crate::roles::Role;
+use crate::subject::Subject;
+use crate::system::{Outcome, WorkerConfig};
+use crate::target::Target;
+use crate::truth::Truth;
+use crate::workload::{FaultKind, Plan, Workload, tenant_label, workload};
+
+/// Run a campaign against the built-in system on the backend `settings` select: start the
+/// server, clone the migrated template, apply the schema of `options.variants`, and run.
+///
+/// # Errors
+/// A harness error (no backend, the server does not start, a migration fails, the oracle
+/// cannot read); findings are in the report, never an `Err`.
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn example() -> rlsgate::Result<()> {
+/// use rlsgate::campaign::{self, CampaignOptions};
+/// use rlsgate::report::Verdict;
+///
+/// let options = CampaignOptions { cases: 8, seed: 42, ..CampaignOptions::default() };
+/// let report = campaign::run(&rlsgate::Settings::from_env()?, &options).await?;
+/// assert_eq!(report.verdict, Verdict::Pass, "{:?}", report.violated());
+/// # Ok(()) }
+/// ```
+pub async fn run(settings: &Settings, options: &CampaignOptions) -> Result<Report> {
+    let started = Instant::now();
+    let server = Server::start(settings).await?;
+    let ready = started.elapsed();
+    let db = server.fresh_database().await?;
+    for v in &options.variants {
+        v.apply_schema(&db).await?;
+    }
+    let backend = server.backend().to_string();
+    let prepared = prepared(Target::Built(db), "run", backend, options, started, ready);
+    drive(prepared, Reference::new(options)).await
+}
+
+/// Run the campaign's checks against an existing database holding the reference schema:
+/// `oracle_url` is a superuser login, `runtime_url` the runtime's (without it, every probe is
+/// inconclusive). Uses fresh tenants of its own and removes them at the end; never changes the
+/// schema or roles.
+///
+/// # Errors
+/// A configuration error for a bad URL or a non-superuser oracle; a harness error as [`run`].
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn example() -> rlsgate::Result<()> {
+/// use rlsgate::campaign::{self, CampaignOptions};
+///
+/// let report = campaign::check(
+///     "postgres://postgres:secret@127.0.0.1:5432/app",
+///     Some("postgres://app_user:secret@127.0.0.1:5432/app"),
+///     &CampaignOptions::default(),
+/// )
+/// .await?;
+/// println!("{:?}: {:?}", report.verdict, report.violated());
+/// # Ok(()) }
+/// ```
+pub async fn check(
+    oracle_url: &str,
+    runtime_url: Option<&str>,
+    options: &CampaignOptions,
+) -> Result<Report> {
+    let started = Instant::now();
+    let runtime = match runtime_url {
+        None => None,
+        Some(url) => Some(url.parse::<Config>().map_err(|e| {
+            Error::config(format!(
+                "--runtime-url is not a valid PostgreSQL URL ({e}); use postgres://app_user:PASSWORD@HOST:PORT/DB"
+            ))
+        })?),
+    };
+    let (oracle, _) = crate::provision::external::oracle(oracle_url, "--database-url").await?;
+    if !options.variants.is_empty() {
+        return Err(Error::config(
+            "--variant applies to the built-in system only; rlsgate check never changes a database",
+        ));
+    }
+    let ready = started.elapsed();
+    let target = Target::Existing { oracle, runtime };
+    let prepared = prepared(target, "check", "external".into(), options, started, ready);
+    drive(prepared, Reference::new(options)).await
+}
+
+fn prepared(
+    target: Target,
+    mode: &'static str,
+    backend: String,
+    options: &CampaignOptions,
+    started: Instant,
+    ready: Duration,
+) -> Prepared {
+    let mut reproduce = format!(
+        "rlsgate {mode} --cases {} --seed {}",
+        options.cases, options.seed
+    );
+    for v in &options.variants {
+        reproduce.push_str(&format!(" --variant {v}"));
+    }
+    if mode == "check" {
+        reproduce.push_str(" --database-url URL --runtime-url URL");
+    }
+    Prepared {
+        target,
+        subject: Subject::reference(),
+        scope: None,
+        mode,
+        backend,
+        seed: options.seed,
+        cases: options.cases,
+        variants: options.variants.iter().map(|v| v.to_string()).collect(),
+        reproduce,
+        runtime_login_hint: "--runtime-url",
+        started,
+        ready,
+    }
+}
+
+/// The built-in system's state across the cases of a campaign.
+struct Reference<'o> {
+    options: &'o CampaignOptions,
+    tasks: TaskCounts,
+    faults: BTreeMap<FaultKind, u64>,
+    coverage: BTreeMap<FaultKind, BTreeMap<InvariantId, u64>>,
+    executions: u64,
+    first_failure: Option<u64>,
+    first_violation: Option<Duration>,
+    case_time: Duration,
+    created_tenants: Vec<Uuid>,
+    created_dlq: Vec<Uuid>,
+    property: Option<PropertyRun<Workload>>,
+}
+
+/// What a case needs besides the run: the worker and the probe session.
+struct Exercise<'t> {
+    executor: Executor<'t>,
+    session: Option<ProbeSession>,
+    namespace: Uuid,
+}
+
+impl<'o> Reference<'o> {
+    fn new(options: &'o CampaignOptions) -> Self {
+        Self {
+            options,
+            tasks: TaskCounts::default(),
+            faults: BTreeMap::new(),
+            coverage: BTreeMap::new(),
+            executions: 0,
+            first_failure: None,
+            first_violation: None,
+            case_time: Duration::ZERO,
+            created_tenants: Vec::new(),
+            created_dlq: Vec::new(),
+            property: None,
+        }
+    }
+
+    /// Execute case `n` and run every per-case check; record what it saw.
+    async fn case(
+        &mut self,
+        run: &mut Run<'_>,
+        ex: &mut Exercise<'_>,
+        n: u64,
+        w: &Workload,
+    ) -> Result<Judged> {
+        self.executions = n;
+        let (plan, history, observations) = self.execute(run, ex, w).await?;
+        let violations: Vec<Observation> = observations
+            .iter()
+            .filter(|o| o.status == Status::Violated)
+            .cloned()
+            .collect();
+        self.progress(&plan, &history, violations.len());
+        run.ledger.record_all(observations);
+        if violations.is_empty() {
+            return Ok(Judged::held());
+        }
+        self.first_failure.get_or_insert(n);
+        self.first_violation.get_or_insert(run.started.elapsed());
+        Ok(Judged {
+            transcript: transcript(&plan, &history, &violations),
+            violations,
+        })
+    }
+
+    /// Create the case's tenants, run its plan, and check the history and the probes.
+    async fn execute(
+        &mut self,
+        run: &mut Run<'_>,
+        ex: &mut Exercise<'_>,
+        w: &Workload,
+    ) -> Result<(Plan, History, Vec<Observation>)> {
+        let started = Instant::now();
+        let plan = w.plan(Uuid::new_v5(
+            &ex.namespace,
+            format!("case:{}", self.executions).as_bytes(),
+        ));
+        run.reopen_oracle().await?;
+        self.create_tenants(run, &plan).await?;
+        self.created_dlq
+            .extend(plan.messages.iter().map(|m| m.dlq_id()));
+        let history = ex.executor.run(&plan).await?;
+        // A crash closes every connection, and a container's port changes when it restarts:
+        // read the runtime's login again, and open the oracle and the probe session again.
+        let runtime = run.target.config(Role::Runtime).await?;
+        run.reopen_oracle().await?;
+        if ex.session.as_ref().is_none_or(|s| s.client().is_closed()) {
+            ex.session = Some(ProbeSession::open(&runtime, &run.subject).await?);
+        }
+        let truth = Truth::read(&run.oracle, &plan).await?;
+        let case = Case {
+            plan: &plan,
+            history: &history,
+            truth: &truth,
+        };
+        let mut observations = case.check_history();
+        let tenants: Vec<(String, String)> = plan
+            .tenants
+            .iter()
+            .enumerate()
+            .filter(|(_, (spec, _))| spec.exists())
+            .filter_map(|(i, (_, id))| id.map(|u| (u.to_string(), tenant_label(i))))
+            .collect();
+        let session = ex.session.as_mut().expect("opened above");
+        observations.extend(
+            probes::tenant_probes(
+                session,
+                &runtime,
+                &run.oracle,
+                &run.subject,
+                &run.relations,
+                &tenants,
+            )
+            .await?,
+        );
+        observations.extend(
+            probes::pool_probes(ex.executor.worker().pool(), &run.subject, &run.relations).await?,
+        );
+        self.count(&plan, &history, &observations);
+        self.case_time += started.elapsed();
+        Ok((plan, history, observations))
+    }
+
+    /// Insert the plan's existing tenants as the oracle.
+    async fn create_tenants(&mut self, run: &Run<'_>, plan: &Plan) -> Result<()> {
+        for (i, (spec, id)) in plan.tenants.iter().enumerate() {
+            if let (true, Some(id)) = (spec.exists(), id) {
+                run.oracle
+                    .execute(
+                        "INSERT INTO tenants (id, name) VALUES ($1, $2)",
+                        &[id, &format!("rlsgate tenant {}", tenant_label(i))],
+                    )
+                    .await
+                    .map_err(|e| Error::database("creating a case's tenant", e))?;
+                self.created_tenants.push(*id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Count the case's tasks, the faults that landed, and which invariants each was checked by.
+    fn count(&mut self, plan: &Plan, history: &History, observations: &[Observation]) {
+        self.tasks.add(history);
+        let checked: BTreeSet<InvariantId> = observations.iter().map(|o| o.invariant).collect();
+        for (kind, n) in landed_faults(plan, history) {
+            *self.faults.entry(kind).or_default() += n;
+            let row = self.coverage.entry(kind).or_default();
+            for id in &checked {
+                *row.entry(*id).or_default() += 1;
+            }
+        }
+    }
+
+    fn progress(&self, plan: &Plan, history: &History, violations: usize) {
+        let total = self.options.cases;
+        let line = progress_line(self, plan, history, violations, total);
+        match self.options.progress {
+            Progress::Off => {}
+            Progress::Terminal => eprint!("\r\x1b[2K{line}"),
+            Progress::Lines => {
+                // Quiet for logs: every tenth case, failures, and the last.
+                let n = self.executions;
+                if n.is_multiple_of(10) || violations > 0 || n == u64::from(total) {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+impl Kind for Reference<'_> {
+    async fn exercise(&mut self, run: &mut Run<'_>, runtime: &Config) -> Result<()> {
+        let static_violation = (!run.ledger.violated().is_empty()).then(|| run.started.elapsed());
+        self.first_violation = static_violation;
+        let options = self.options;
+        let shape = if run.target.can_crash() {
+            options.shape.clone()
+        } else {
+            options.shape.clone().without(&[FaultKind::ServerCrash])
+        };
+        let worker_config = WorkerConfig {
+            pool_size: options.pool_size,
+            variants: options.variants.clone(),
+            ..WorkerConfig::default()
+        };
+        let mut ex = Exercise {
+            executor: Executor::new(run.target, worker_config).await?,
+            session: Some(ProbeSession::open(runtime, &run.subject).await?),
+            namespace: match run.target {
+                Target::Built(_) => Uuid::new_v5(
+                    &Uuid::NAMESPACE_OID,
+                    format!("rlsgate-seed:{}", options.seed).as_bytes(),
+                ),
+                Target::Existing { .. } => Uuid::new_v4(),
+            },
+        };
+        let mut runner = property::seeded_runner(
+            ProptestConfig {
+                cases: options.cases,
+                max_shrink_iters: options.max_shrink_iters,
+                failure_persistence: options
+                    .regressions
+                    .map(|p| Box::new(FileFailurePersistence::Direct(p)) as _),
+                ..ProptestConfig::default()
+            },
+            options.seed,
+            options.max_shrink_time,
+        );
+        let property = property::run(&mut runner, &workload(shape), async |n, w| {
+            self.case(run, &mut ex, n, w).await
+        });
+        if options.progress == Progress::Terminal {
+            eprintln!();
+        }
+        self.property = Some(property?);
+        Ok(())
+    }
+
+    /// Remove what the campaign wrote to an existing database: its tenants (their rows
+    /// cascade) and its DLQ rows. A database rlsgate built is dropped whole instead.
+    async fn cleanup(&mut self, run: &Run<'_>) -> Result<()> {
+        if !matches!(run.target, Target::Existing { .. }) {
+            return Ok(());
+        }
+        let oracle = Server::connect_with(&run.target.config(Role::Superuser).await?).await?;
+        oracle
+            .execute(
+                "DELETE FROM worker_failed_jobs WHERE id = ANY($1) OR tenant_id = ANY($2)",
+                &[&self.created_dlq, &self.created_tenants],
+            )
+            .await
+            .map_err(|e| Error::database("removing the campaign's DLQ rows", e))?;
+        oracle
+            .execute(
+                "DELETE FROM tenants WHERE id = ANY($1)",
+                &[&self.created_tenants],
+            )
+            .await
+            .map_err(|e| Error::database("removing the campaign's tenants", e))?;
+        Ok(())
+    }
+
+    fn finish(self, report: &mut Report) {
+        let runs = self.executions;
+        let cases_run = self.first_failure.unwrap_or(runs);
+        let case_secs = self.case_time.as_secs_f64().max(1e-9);
+        report.cases_run = cases_run;
+        report.shrink_runs = runs - cases_run;
+        report.faults = self
+            .faults
+            .iter()
+            .map(|(k, n)| (k.to_string(), *n))
+            .collect();
+        report.fault_coverage = self
+            .coverage
+            .iter()
+            .map(|(k, row)| {
+                (
+                    k.to_string(),
+                    row.iter().map(|(i, n)| (i.id().to_string(), *n)).collect(),
+                )
+            })
+            .collect();
+        report.counterexample =
+            self.property
+                .and_then(|p| p.minimal)
+                .map(|(reason, f)| Counterexample {
+                    reason,
+                    workload: f.input,
+                    violations: f.violations,
+                    transcript: f.transcript,
+                });
+        let p = &mut report.performance;
+        p.cases_ms = self.case_time.as_millis() as u64;
+        p.tasks_per_second = self.tasks.total as f64 / case_secs;
+        p.cases_per_second = runs as f64 / case_secs;
+        p.first_violation_ms = self.first_violation.map(|d| d.as_millis() as u64);
+        report.tasks = self.tasks;
+    }
+}
+
+/// `rlsgate: case 12/32 · 345 tasks · 120 tasks/s · 9 faults landed · this case: 14 deliveries, faults: lock-timeout`.
+fn progress_line(
+    st: &Reference<'_>,
+    plan: &Plan,
+    history: &History,
+    violations: usize,
+    total: u32,
+) -> String {
+    let secs = st.case_time.as_secs_f64().max(1e-9);
+    let landed: u64 = st.faults.values().sum();
+    let here: Vec<String> = history
+        .faults
+        .iter()
+        .filter(|f| f.delivered)
+        .map(|f| f.kind.to_string())
+        .collect();
+    let case = match st.first_failure {
+        None => format!("case {}/{total}", st.executions),
+        Some(first) => format!(
+            "case {first} failed; shrinking run {}",
+            st.executions - first
+        ),
+    };
+    format!(
+        "rlsgate: {case} · {} tasks · {:.0} tasks/s · {landed} faults landed · this case: {} deliveries, {} tenants{}{}",
+        st.tasks.total,
+        st.tasks.total as f64 / secs,
+        history.deliveries.len(),
+        plan.tenants.len(),
+        if here.is_empty() {
+            String::new()
+        } else {
+            format!(", faults: {}", here.join(" "))
+        },
+        if violations == 0 {
+            String::new()
+        } else {
+            format!(", {violations} violations")
+        },
+    )
+}
+
+/// Faults that landed in a case: step faults that were delivered, and the message and tenant
+/// faults of the plan (a DLQ fault only when its task failed, so the DLQ path ran).
+fn landed_faults(plan: &Plan, history: &History) -> BTreeMap<FaultKind, u64> {
+    let mut counts = plan.planned_faults();
+    for kind in [
+        FaultKind::ServerCrash,
+        FaultKind::LockTimeout,
+        FaultKind::StatementTimeout,
+        FaultKind::TerminateBackend,
+        FaultKind::DlqWriteFault,
+    ] {
+        counts.remove(&kind);
+    }
+    for f in history.faults.iter().filter(|f| f.delivered) {
+        *counts.entry(f.kind).or_default() += 1;
+    }
+    let dlq = history
+        .deliveries
+        .iter()
+        .filter(|d| {
+            plan.messages[d.message].faults.dlq_write_failures > 0
+                && matches!(
+                    d.final_outcome(),
+                    Outcome::FailedRecorded { .. } | Outcome::FailedUnrecorded { .. }
+                )
+        })
+        .count() as u64;
+    if dlq > 0 {
+        counts.insert(FaultKind::DlqWriteFault, dlq);
+    }
+    counts
+}

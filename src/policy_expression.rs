@@ -1,0 +1,335 @@
+//! The policy-expression classifier: does an expression, as `pg_get_expr` prints it, bind the
+//! tenant setting to the tenant column? A small tokenizer (string literals, words, quoted
+//! identifiers, parentheses) so that literals never count as references and top-level OR
+//! branches can be told apart.
+
+/// How a policy expression relates to the tenant context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    /// It reads the tenant setting and the tenant column, and no top-level OR branch escapes
+    /// the context.
+    BindsContext,
+    /// There is no expression: the policy matches no row for this command.
+    Absent,
+    /// It is always true (`true`, `1 = 1`, ...); the expression.
+    TriviallyTrue(String),
+    /// It does not reference the tenant column; the expression.
+    NoTenantColumn(String),
+    /// It does not read the tenant setting; the expression.
+    NoTenantContext(String),
+    /// A top-level OR branch does not read the tenant setting, so it admits rows whatever the
+    /// context.
+    Widened {
+        /// The whole expression.
+        expression: String,
+        /// The branch that ignores the context.
+        branch: String,
+    },
+}
+
+impl Binding {
+    /// True when the expression binds the tenant context.
+    pub fn binds(&self) -> bool {
+        *self == Self::BindsContext
+    }
+}
+
+/// Classify a policy expression as `pg_get_expr` prints it: does it bind `setting` (read with
+/// `current_setting('<setting>'`) to `column`? Case-insensitive and tolerant to whitespace;
+/// string literals never count as references.
+///
+/// # Example
+///
+/// ```
+/// use rlsgate::policy_expression::{Binding, classify_expression};
+///
+/// let using = "(tenant_id = (current_setting('app.current_tenant_id'::text, true))::uuid)";
+/// assert!(classify_expression(Some(using), "app.current_tenant_id", "tenant_id").binds());
+/// assert_eq!(
+///     classify_expression(Some("(1 = 1)"), "app.current_tenant_id", "tenant_id"),
+///     Binding::TriviallyTrue("(1 = 1)".into())
+/// );
+/// ```
+pub fn classify_expression(expression: Option<&str>, setting: &str, column: &str) -> Binding {
+    let Some(expression) = expression else {
+        return Binding::Absent;
+    };
+    let text = expression.trim().to_string();
+    if is_trivially_true(&text) {
+        return Binding::TriviallyTrue(text);
+    }
+    if !references_column(&text, column) {
+        return Binding::NoTenantColumn(text);
+    }
+    if !reads_setting(&text, setting) {
+        return Binding::NoTenantContext(text);
+    }
+    if let Some(branch) = top_level_or_branches(&text)
+        .into_iter()
+        .find(|b| !reads_setting(b, setting))
+    {
+        return Binding::Widened {
+            branch: branch.to_string(),
+            expression: text,
+        };
+    }
+    Binding::BindsContext
+}
+
+/// A lexical piece of an expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token<'a> {
+    /// A string literal, quotes included.
+    Literal(&'a str),
+    /// An unquoted word (identifier or keyword), as written.
+    Word(&'a str),
+    /// A double-quoted identifier, without its quotes (`""` left doubled).
+    Quoted(&'a str),
+    /// Any other character.
+    Symbol(char),
+}
+
+/// Split `text` into tokens with their byte offsets; whitespace is dropped.
+fn tokens(text: &str) -> Vec<(usize, Token<'_>)> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c == b'\'' || c == b'"' {
+            let start = i;
+            i += 1;
+            while i < bytes.len() {
+                if bytes[i] == c {
+                    if bytes.get(i + 1) == Some(&c) {
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                i += 1;
+            }
+            let end = i.min(bytes.len());
+            i = end + 1;
+            out.push((
+                start,
+                if c == b'\'' {
+                    Token::Literal(&text[start..(end + 1).min(text.len())])
+                } else {
+                    Token::Quoted(&text[start + 1..end])
+                },
+            ));
+        } else if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 {
+            let start = i;
+            while i < bytes.len()
+                && (bytes[i].is_ascii_alphanumeric()
+                    || bytes[i] == b'_'
+                    || bytes[i] == b'$'
+                    || bytes[i] >= 0x80)
+            {
+                i += 1;
+            }
+            out.push((start, Token::Word(&text[start..i])));
+        } else {
+            let ch = text[i..].chars().next().unwrap_or('?');
+            out.push((i, Token::Symbol(ch)));
+            i += ch.len_utf8();
+        }
+    }
+    out
+}
+
+/// `text` without whitespace outside string literals, lower-cased outside literals.
+fn compact(text: &str) -> String {
+    tokens(text)
+        .into_iter()
+        .map(|(_, t)| match t {
+            Token::Literal(l) => l.to_string(),
+            Token::Word(w) => w.to_ascii_lowercase(),
+            Token::Quoted(q) => format!("\"{q}\""),
+            Token::Symbol(c) => c.to_string(),
+        })
+        .collect()
+}
+
+/// `text` without the parentheses that enclose all of it.
+fn strip_outer_parens(mut text: &str) -> &str {
+    loop {
+        text = text.trim();
+        if !text.starts_with('(') || !text.ends_with(')') {
+            return text;
+        }
+        let mut depth = 0i32;
+        let toks = tokens(text);
+        let closes_at_end = toks.iter().all(|(offset, t)| {
+            match t {
+                Token::Symbol('(') => depth += 1,
+                Token::Symbol(')') => depth -= 1,
+                _ => {}
+            }
+            depth > 0 || *offset == text.len() - 1
+        });
+        if !closes_at_end {
+            return text;
+        }
+        text = &text[1..text.len() - 1];
+    }
+}
+
+fn is_trivially_true(text: &str) -> bool {
+    let c = compact(text);
+    matches!(
+        strip_outer_parens(&c),
+        "true" | "1=1" | "notfalse" | "'t'::boolean" | "'true'::boolean" | "true::boolean"
+    )
+}
+
+fn references_column(text: &str, column: &str) -> bool {
+    let simple = column
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !column.starts_with(|c: char| c.is_ascii_digit());
+    let quoted = column.replace('"', "\"\"");
+    tokens(text).into_iter().any(|(_, t)| match t {
+        Token::Word(w) => simple && w.eq_ignore_ascii_case(column),
+        Token::Quoted(q) => q == quoted,
+        _ => false,
+    })
+}
+
+fn reads_setting(text: &str, setting: &str) -> bool {
+    let pattern = format!(
+        "current_setting('{}'",
+        setting.to_ascii_lowercase().replace('\'', "''")
+    );
+    compact(text).to_ascii_lowercase().contains(&pattern)
+}
+
+/// The branches of `text`'s top-level OR (after its enclosing parentheses), or `text` itself.
+fn top_level_or_branches(text: &str) -> Vec<&str> {
+    let inner = strip_outer_parens(text);
+    let mut depth = 0i32;
+    let mut branches = Vec::new();
+    let mut start = 0;
+    for (offset, t) in tokens(inner) {
+        match t {
+            Token::Symbol('(') => depth += 1,
+            Token::Symbol(')') => depth -= 1,
+            Token::Word(w) if depth == 0 && w.eq_ignore_ascii_case("or") => {
+                branches.push(inner[start..offset].trim());
+                start = offset + w.len();
+            }
+            _ => {}
+        }
+    }
+    branches.push(inner[start..].trim());
+    branches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SETTING: &str = "app.current_tenant_id";
+    const COLUMN: &str = "tenant_id";
+    const REFERENCE: &str = "(tenant_id = (NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text))::uuid)";
+    const DLQ: &str = "\nCASE\n    WHEN (tenant_id IS NULL) THEN (NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) IS NULL)\n    ELSE (tenant_id = (NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text))::uuid)\nEND";
+
+    fn classify(e: &str) -> Binding {
+        classify_expression(Some(e), SETTING, COLUMN)
+    }
+
+    #[test]
+    fn the_reference_policies_bind_the_context() {
+        assert!(classify(REFERENCE).binds());
+        assert!(classify(DLQ).binds(), "CASE has no top-level OR");
+        assert!(
+            classify("(  TENANT_ID = current_setting( 'APP.current_tenant_id' )::uuid )").binds(),
+            "case and whitespace do not matter"
+        );
+    }
+
+    #[test]
+    fn trivially_true_expressions_are_caught() {
+        for e in [
+            "true",
+            "(true)",
+            "((true))",
+            "1 = 1",
+            "(1 = 1)",
+            "'t'::boolean",
+        ] {
+            assert!(
+                matches!(classify(e), Binding::TriviallyTrue(_)),
+                "{e}: {:?}",
+                classify(e)
+            );
+        }
+    }
+
+    #[test]
+    fn expressions_that_miss_the_column_or_the_context_are_caught() {
+        assert!(matches!(
+            classify("(current_setting('app.current_tenant_id'::text, true) IS NOT NULL)"),
+            Binding::NoTenantColumn(_)
+        ));
+        assert!(matches!(
+            classify("(other_tenant_id = (current_setting('app.current_tenant_id'::text))::uuid)"),
+            Binding::NoTenantColumn(_)
+        ));
+        assert!(
+            matches!(
+                classify(
+                    "(id = 'tenant_id'::text AND current_setting('app.current_tenant_id') = 'x')"
+                ),
+                Binding::NoTenantColumn(_)
+            ),
+            "a literal is not a column reference"
+        );
+        assert!(matches!(
+            classify("(tenant_id = (current_setting('app.other'::text))::uuid)"),
+            Binding::NoTenantContext(_)
+        ));
+        assert!(matches!(
+            classify("(tenant_id IS NOT NULL)"),
+            Binding::NoTenantContext(_)
+        ));
+        assert_eq!(classify_expression(None, SETTING, COLUMN), Binding::Absent);
+    }
+
+    #[test]
+    fn an_or_branch_that_ignores_the_context_widens_the_policy() {
+        let original = "((tenant_id IS NULL) OR (tenant_id = (NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text))::uuid))";
+        assert_eq!(
+            classify(original),
+            Binding::Widened {
+                expression: original.into(),
+                branch: "(tenant_id IS NULL)".into()
+            }
+        );
+        let or_true = format!("({REFERENCE} OR true)");
+        assert!(matches!(classify(&or_true), Binding::Widened { branch, .. } if branch == "true"));
+        let nested = format!("(({REFERENCE} OR {REFERENCE}) AND true)");
+        assert!(
+            classify(&nested).binds(),
+            "an OR below the top level is not split"
+        );
+    }
+
+    #[test]
+    fn quoted_columns_match_only_quoted() {
+        let e = "(\"TenantId\" = (current_setting('app.current_tenant_id'::text))::uuid)";
+        assert!(classify_expression(Some(e), SETTING, "TenantId").binds());
+        assert!(!classify_expression(Some(e), SETTING, "tenantid").binds());
+    }
+
+    #[test]
+    fn outer_parentheses_are_stripped_only_when_they_enclose_everything() {
+        assert_eq!(strip_outer_parens("((a) OR (b))"), "(a) OR (b)");
+        assert_eq!(strip_outer_parens("(a) OR (b)"), "(a) OR (b)");
+        assert_eq!(strip_outer_parens("(')(')"), "')('");
+        assert_eq!(top_level_or_branches("(a OR 'x or y')"), ["a", "'x or y'"]);
+    }
+}
