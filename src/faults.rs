@@ -88,3 +88,29 @@ pub async fn terminate_when_waiting(oracle: &Client, name: &str, within: Duratio
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Wait (up to `within`) until a backend whose `application_name` is `name` exists: the task of
+/// that name drew its connection and opened its transaction. Returns whether one was seen.
+///
+/// # Errors
+/// A database error when `pg_stat_activity` cannot be read.
+pub async fn wait_until_running(oracle: &Client, name: &str, within: Duration) -> Result<bool> {
+    let deadline = Instant::now() + within;
+    loop {
+        let row = oracle
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = left($1, 63) AND pid <> pg_backend_pid()",
+                &[&name],
+            )
+            .await
+            .map_err(|e| Error::database("waiting for a fault's target to start", e))?;
+        if row.get::<_, i64>(0) > 0 {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}

@@ -509,10 +509,7 @@ async fn one_case(
             no_context_closed::check(&runtime_config, &st.oracle, subject, relations, a).await?,
         );
     }
-    let pool = st.executor.worker().pool();
-    let size = pool.status().size;
-    let objects = futures_util::future::join_all((0..size).map(|_| pool.get())).await;
-    let objects: Vec<_> = objects.into_iter().filter_map(|o| o.ok()).collect();
+    let objects = st.executor.worker().pooled_connections().await;
     let clients: Vec<&Client> = objects.iter().map(|o| &***o).collect();
     // A case whose deliveries all failed validation never opened a pooled connection.
     if !clients.is_empty() {

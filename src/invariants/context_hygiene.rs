@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 use crate::error::{Error, Result};
 use crate::invariants::catalog::Relation;
 use crate::invariants::{InvariantId, Observation, Subject};
+use crate::system::ErrorClass;
 
 const ID: InvariantId = InvariantId::ContextHygiene;
 
@@ -26,7 +27,7 @@ pub async fn check(
         .iter()
         .find(|r| r.is_tenant_relation() && r.runtime_can_select && matches!(r.kind, 'r' | 'p'));
     for (i, client) in connections.iter().enumerate() {
-        let row = client
+        let row = match client
             .query_one(
                 "SELECT current_setting($1, true), current_user::text,
                         (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
@@ -35,7 +36,20 @@ pub async fn check(
                 &[&subject.tenant_setting, &probe_rel.map(|r| r.name.clone())],
             )
             .await
-            .map_err(|e| Error::database("reading a pooled connection's context", e))?;
+        {
+            Ok(row) => row,
+            // A connection lost under the probe (a fault killed its backend) is no finding:
+            // this connection's check is undecided, the others go on.
+            Err(e) if ErrorClass::of_db_error(&e) == ErrorClass::Connection => {
+                out.push(Observation::inconclusive(
+                    ID,
+                    "POOL-setting",
+                    format!("pooled connection {i} was lost before it could be read: {e}"),
+                ));
+                continue;
+            }
+            Err(e) => return Err(Error::database("reading a pooled connection's context", e)),
+        };
         let setting: Option<String> = row.get(0);
         let role: String = row.get(1);
         let bypasses: bool = row.get(2);
