@@ -9,7 +9,7 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
-use crate::faults::{HeldClaim, terminate_when_waiting, wait_until_running};
+use crate::faults::{HeldClaim, terminate_when_waiting, wait_until_ended, wait_until_running};
 use crate::history::{DeliveryRecord, FaultRecord, History};
 use crate::provision::Server;
 use crate::roles::Role;
@@ -261,19 +261,16 @@ impl<'a> Executor<'a> {
             let oracle = Server::connect_with(&self.target.config(Role::Superuser).await?).await?;
             let name = messages[held.target].task_id.clone();
             let mut done = done;
-            let finished = tokio::select! {
-                seen = wait_until_running(&oracle, &name, MAX_HOLD) => {
-                    seen?;
-                    false
-                }
-                _ = &mut done => true,
+            let running = tokio::select! {
+                seen = wait_until_running(&oracle, &name, MAX_HOLD) => Some(seen?),
+                _ = &mut done => None,
             };
-            landing = Some((oracle, name, done, finished));
+            landing = Some((oracle, name, done, running));
         }
         for i in (0..messages.len()).filter(|&i| Some(i) != target) {
             spawn(&mut set, i, None);
         }
-        if let (Some(held), Some((oracle, name, done, finished))) = (held, landing) {
+        if let (Some(held), Some((oracle, name, done, running))) = (held, landing) {
             let record = history.faults.last_mut();
             if held.terminate {
                 let landed = terminate_when_waiting(&oracle, &name, MAX_HOLD).await?;
@@ -286,8 +283,15 @@ impl<'a> Executor<'a> {
                     };
                 }
             } else {
-                // The key is held until the target ends: if it ended in time, it met the key.
-                let landed = finished || tokio::time::timeout(MAX_HOLD, done).await.is_ok();
+                // The key is held until the target's transaction ends (its DLQ write may need
+                // a connection the step's other deliveries hold while they wait on the key): if
+                // it ended while the key was held, its claim met the key.
+                let landed = match running {
+                    // The whole task ended before it was even seen.
+                    None => true,
+                    Some(Some(running)) => wait_until_ended(&oracle, &running, MAX_HOLD).await?,
+                    Some(None) => tokio::time::timeout(MAX_HOLD, done).await.is_ok(),
+                };
                 if let Some(record) = record {
                     record.delivered = landed;
                     if !landed {

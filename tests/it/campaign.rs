@@ -268,8 +268,11 @@ async fn a_held_key_fault_lands_on_its_target_however_crowded_the_step() {
     let db = server.fresh_database().await.unwrap();
     let workload = crowded_steps();
     let mut plans = Vec::new();
-    for round in 0..4u128 {
-        let plan = workload.plan(uuid::Uuid::from_u128(round + 1));
+    for round in 0..4 {
+        let plan = workload.plan(uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("crowded:{round}").as_bytes(),
+        ));
         for (i, (spec, id)) in plan.tenants.iter().enumerate() {
             if let (true, Some(id)) = (spec.exists(), id) {
                 rlsgate::system::create_tenant(&db, *id, &format!("tenant {round}-{i}"))
