@@ -205,8 +205,8 @@ impl Worker {
         }
     }
 
-    /// How many dead pooled connections one attempt may replace: every pooled one, and one
-    /// more.
+    /// How many dead pooled connections one task (or DLQ write) may replace: every pooled one,
+    /// and one more.
     fn fresh_connections(&self) -> u32 {
         u32::try_from(self.config.pool_size.max(1)).unwrap_or(u32::MAX) + 1
     }
