@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
-use crate::faults::{HeldClaim, terminate_when_waiting};
+use crate::faults::{HeldClaim, terminate_when_waiting, wait_until_ended, wait_until_running};
 use crate::history::{DeliveryRecord, FaultRecord, History};
 use crate::provision::Server;
 use crate::roles::Role;
@@ -99,6 +99,7 @@ impl<'a> Executor<'a> {
                     kind: fault.kind(),
                     target: target.map(|t| deliveries[t]),
                     position: target,
+                    armed: false,
                     delivered: false,
                     detail: String::new(),
                 };
@@ -142,7 +143,7 @@ impl<'a> Executor<'a> {
                                         match fault {
                                             StepFault::LockTimeout { .. } => {
                                                 faults.lock_timeout_ms = Some(FAULT_TIMEOUT_MS);
-                                                record.delivered = true;
+                                                record.armed = true;
                                                 record.detail = format!(
                                                     "claim key held by another session; the target's lock_timeout is {FAULT_TIMEOUT_MS} ms"
                                                 );
@@ -150,7 +151,7 @@ impl<'a> Executor<'a> {
                                             StepFault::StatementTimeout { .. } => {
                                                 faults.statement_timeout_ms =
                                                     Some(FAULT_TIMEOUT_MS);
-                                                record.delivered = true;
+                                                record.armed = true;
                                                 record.detail = format!(
                                                     "claim key held by another session; the target's statement_timeout is {FAULT_TIMEOUT_MS} ms"
                                                 );
@@ -221,8 +222,11 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
-    /// Run one step's messages concurrently; a fault's target is spawned first, and a held
-    /// claim key is released once the target finished (timeouts) or was terminated.
+    /// Run one step's messages concurrently. With a held claim key, the fault's target runs
+    /// first, alone until its transaction is open, so it reaches the held key before any other
+    /// delivery of the step can take a connection or commit the key, whatever the step's
+    /// concurrency and pool size; the key is released once the target finished (timeouts) or
+    /// was terminated, and the fault record says whether it landed as planned.
     async fn run_step(
         &self,
         messages: &[TaskMessage],
@@ -232,39 +236,45 @@ impl<'a> Executor<'a> {
     ) -> Result<Vec<Outcome>> {
         let permits = Arc::new(Semaphore::new(concurrency.max(1)));
         let mut set = JoinSet::new();
+        let spawn =
+            |set: &mut JoinSet<(usize, Outcome)>, i: usize, done: Option<oneshot::Sender<()>>| {
+                let worker = Arc::clone(&self.worker);
+                let message = messages[i].clone();
+                let permits = Arc::clone(&permits);
+                set.spawn(async move {
+                    let _permit = permits
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
+                    let outcome = worker.execute(&message).await;
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                    (i, outcome)
+                });
+            };
         let target = held.as_ref().map(|h| h.target);
-        let mut order: Vec<usize> = (0..messages.len()).collect();
-        if let Some(t) = target {
-            order.retain(|&i| i != t);
-            order.insert(0, t);
+        let mut landing = None;
+        if let Some(held) = &held {
+            let (tx, done) = oneshot::channel();
+            spawn(&mut set, held.target, Some(tx));
+            let oracle = Server::connect_with(&self.target.config(Role::Superuser).await?).await?;
+            let name = messages[held.target].task_id.clone();
+            let mut done = done;
+            let running = tokio::select! {
+                seen = wait_until_running(&oracle, &name, MAX_HOLD) => Some(seen?),
+                _ = &mut done => None,
+            };
+            landing = Some((oracle, name, done, running));
         }
-        let mut target_done = None;
-        for i in order {
-            let worker = Arc::clone(&self.worker);
-            let message = messages[i].clone();
-            let permits = Arc::clone(&permits);
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            if Some(i) == target {
-                target_done = Some(rx);
-            }
-            set.spawn(async move {
-                let _permit = permits
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
-                let outcome = worker.execute(&message).await;
-                let _ = tx.send(());
-                (i, outcome)
-            });
+        for i in (0..messages.len()).filter(|&i| Some(i) != target) {
+            spawn(&mut set, i, None);
         }
-        if let Some(held) = held {
+        if let (Some(held), Some((oracle, name, done, running))) = (held, landing) {
+            let record = history.faults.last_mut();
             if held.terminate {
-                let oracle =
-                    Server::connect_with(&self.target.config(Role::Superuser).await?).await?;
-                let landed =
-                    terminate_when_waiting(&oracle, &messages[held.target].task_id, MAX_HOLD)
-                        .await?;
-                if let Some(record) = history.faults.last_mut() {
+                let landed = terminate_when_waiting(&oracle, &name, MAX_HOLD).await?;
+                if let Some(record) = record {
                     record.delivered = landed;
                     record.detail = if landed {
                         "the target blocked on a claim key held by another session; its backend was terminated mid-transaction".into()
@@ -272,8 +282,22 @@ impl<'a> Executor<'a> {
                         "not injected: the target never blocked on the held key".into()
                     };
                 }
-            } else if let Some(done) = target_done.take() {
-                let _ = tokio::time::timeout(MAX_HOLD, done).await;
+            } else {
+                // The key is held until the target's transaction ends (its DLQ write may need
+                // a connection the step's other deliveries hold while they wait on the key): if
+                // it ended while the key was held, its claim met the key.
+                let landed = match running {
+                    // The whole task ended before it was even seen.
+                    None => true,
+                    Some(Some(running)) => wait_until_ended(&oracle, &running, MAX_HOLD).await?,
+                    Some(None) => tokio::time::timeout(MAX_HOLD, done).await.is_ok(),
+                };
+                if let Some(record) = record {
+                    record.delivered = landed;
+                    if !landed {
+                        record.detail = "not landed: the target had not ended when its held claim key was released; it ran on with its timeout armed".into();
+                    }
+                }
             }
             held.claim.release().await?;
         }

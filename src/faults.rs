@@ -88,3 +88,78 @@ pub async fn terminate_when_waiting(oracle: &Client, name: &str, within: Duratio
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// A task's transaction as `pg_stat_activity` shows it: the backend's pid and when the
+/// transaction began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningTransaction {
+    /// The backend.
+    pub pid: i32,
+    /// `xact_start`, as text.
+    pub started: String,
+}
+
+/// Wait (up to `within`) until a backend whose `application_name` is `name` is in a
+/// transaction: the task of that name drew its connection and opened its transaction. `None`
+/// when none was seen.
+///
+/// # Errors
+/// A database error when `pg_stat_activity` cannot be read.
+pub async fn wait_until_running(
+    oracle: &Client,
+    name: &str,
+    within: Duration,
+) -> Result<Option<RunningTransaction>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let row = oracle
+            .query_opt(
+                "SELECT pid, xact_start::text FROM pg_stat_activity
+                 WHERE application_name = left($1, 63) AND xact_start IS NOT NULL
+                   AND pid <> pg_backend_pid()
+                 ORDER BY xact_start LIMIT 1",
+                &[&name],
+            )
+            .await
+            .map_err(|e| Error::database("waiting for a fault's target to start", e))?;
+        if let Some(row) = row {
+            return Ok(Some(RunningTransaction {
+                pid: row.get(0),
+                started: row.get(1),
+            }));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Wait (up to `within`) until the transaction `running` ended (its backend runs another one,
+/// none, or is gone). Returns whether it ended in time.
+///
+/// # Errors
+/// A database error when `pg_stat_activity` cannot be read.
+pub async fn wait_until_ended(
+    oracle: &Client,
+    running: &RunningTransaction,
+    within: Duration,
+) -> Result<bool> {
+    let deadline = Instant::now() + within;
+    loop {
+        let row = oracle
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND xact_start::text = $2",
+                &[&running.pid, &running.started],
+            )
+            .await
+            .map_err(|e| Error::database("waiting for a fault's target to end", e))?;
+        if row.get::<_, i64>(0) == 0 {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::system::Outcome;
 use crate::workload::FaultKind;
+use crate::workload::model::FaultFate;
 
 /// One delivery of a message and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +53,12 @@ pub struct FaultRecord {
     pub target: Option<usize>,
     /// The targeted delivery's position in its step.
     pub position: Option<usize>,
-    /// Whether the fault landed.
+    /// Whether the target carried the fault's settings (a timeout fault's timeout, no retry),
+    /// whether or not the fault landed.
+    #[serde(default)]
+    pub armed: bool,
+    /// Whether the fault landed as planned (a timeout fault: the target ended while its claim
+    /// key was held).
     pub delivered: bool,
     /// What happened, in words.
     pub detail: String,
@@ -81,6 +87,23 @@ impl History {
             .iter()
             .find(|f| f.step == step && f.delivered)
             .and_then(|f| f.position)
+    }
+
+    /// The position of the delivery the fault of step `step` was armed on without landing:
+    /// it carried the fault's settings, but the held key was released before it ended.
+    pub fn armed_not_landed_at(&self, step: usize) -> Option<usize> {
+        self.faults
+            .iter()
+            .find(|f| f.step == step && f.armed && !f.delivered)
+            .and_then(|f| f.position)
+    }
+
+    /// What the fault of step `step` did, as the model reads it.
+    pub fn fault_fate(&self, step: usize) -> FaultFate {
+        FaultFate {
+            landed_at: self.landed_at(step),
+            armed_not_landed_at: self.armed_not_landed_at(step),
+        }
     }
 
     /// The deliveries of message `m`.

@@ -269,7 +269,7 @@ pub fn transcript(plan: &Plan, history: &History, violations: &[Observation]) ->
         }
         for (p, &m) in deliveries.iter().enumerate() {
             let msg = &plan.messages[m];
-            let expect = model::expect(plan, s, p, history.landed_at(s));
+            let expect = model::expect_in(plan, history.fault_fate(s), s, p);
             let outcome = history
                 .deliveries
                 .iter()

@@ -14,6 +14,7 @@ use crate::invariants::{
 use crate::probe::ProbeSession;
 use crate::report::StaticEvidence;
 use crate::subject::Subject;
+use crate::system::live_connections;
 
 /// The catalog evidence of `subject`, and the static checks (runtime identity and migrations,
 /// least privilege, RLS coverage) recorded in `ledger`.
@@ -62,9 +63,9 @@ pub(crate) async fn tenant_probes(
     Ok(out)
 }
 
-/// The probes of the connections `pool` hands out: each carries no tenant context
-/// (`context-hygiene`) and is the runtime (`runtime-identity`). Nothing when the pool never
-/// opened a connection.
+/// The probes of the connections `pool` hands out (a connection a fault killed is replaced
+/// first, as a task would replace it): each carries no tenant context (`context-hygiene`) and
+/// is the runtime (`runtime-identity`). Nothing when the pool never opened a connection.
 ///
 /// # Errors
 /// A harness error when a probe cannot run at all.
@@ -73,9 +74,7 @@ pub(crate) async fn pool_probes(
     subject: &Subject,
     relations: &[Relation],
 ) -> Result<Vec<Observation>> {
-    let size = pool.status().size;
-    let objects = futures_util::future::join_all((0..size).map(|_| pool.get())).await;
-    let objects: Vec<_> = objects.into_iter().filter_map(|o| o.ok()).collect();
+    let objects = live_connections(pool).await;
     let clients: Vec<&Client> = objects.iter().map(|o| &***o).collect();
     let mut out = Vec::new();
     if !clients.is_empty() {

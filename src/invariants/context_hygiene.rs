@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 use crate::catalog::Relation;
 use crate::error::{Error, Result};
 use crate::invariants::{InvariantId, Observation, Undecided};
+use crate::refusal::{Refusal, Refused};
 use crate::subject::Subject;
 
 const ID: InvariantId = InvariantId::ContextHygiene;
@@ -27,7 +28,7 @@ pub async fn check(
         .iter()
         .find(|r| r.is_tenant_relation() && r.runtime_can_select && matches!(r.kind, 'r' | 'p'));
     for (i, client) in connections.iter().enumerate() {
-        let row = client
+        let row = match client
             .query_one(
                 "SELECT current_setting($1, true), current_user::text,
                         (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
@@ -36,7 +37,21 @@ pub async fn check(
                 &[&subject.tenant_setting, &probe_rel.map(|r| r.name.clone())],
             )
             .await
-            .map_err(|e| Error::database("reading a pooled connection's context", e))?;
+        {
+            Ok(row) => row,
+            // A connection lost under the probe (a fault killed its backend) is no finding:
+            // this connection's check is undecided, the others go on.
+            Err(e) if Refused::of(&e).kind == Refusal::LostConnection => {
+                out.push(Observation::inconclusive(
+                    ID,
+                    Undecided::Interrupted,
+                    "POOL-setting",
+                    format!("pooled connection {i} was lost before it could be read: {e}"),
+                ));
+                continue;
+            }
+            Err(e) => return Err(Error::database("reading a pooled connection's context", e)),
+        };
         let setting: Option<String> = row.get(0);
         let role: String = row.get(1);
         let bypasses: bool = row.get(2);

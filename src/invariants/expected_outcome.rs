@@ -31,11 +31,11 @@ pub fn check(case: &Case<'_>) -> Vec<Observation> {
     let mut out = Vec::new();
     let mut keys: BTreeMap<ClaimKey, (bool, usize)> = BTreeMap::new();
     for d in &case.history.deliveries {
-        let expect = model::expect(
+        let expect = model::expect_in(
             case.plan,
+            case.history.fault_fate(d.step),
             d.step,
             d.position,
-            case.history.landed_at(d.step),
         );
         let outcome = d.final_outcome();
         let mut o = Observation::expect(

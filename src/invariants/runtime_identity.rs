@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 use crate::error::{Error, Result};
 use crate::invariants::{InvariantId, Observation, Status, Undecided};
 use crate::migrations;
+use crate::refusal::{Refusal, Refused};
 use crate::subject::Subject;
 
 const ID: InvariantId = InvariantId::RuntimeIdentity;
@@ -32,10 +33,31 @@ pub async fn check_connections(clients: &[&Client], subject: &Subject) -> Result
     }
     let mut out = Vec::with_capacity(clients.len());
     for (i, client) in clients.iter().enumerate() {
-        let row = client
+        let row = match client
             .query_one("SELECT current_user::text, session_user::text", &[])
             .await
-            .map_err(|e| Error::database(format!("asking worker connection {i} who it is"), e))?;
+        {
+            Ok(row) => row,
+            // Lost under the probe (a fault killed its backend): undecided, the others go on.
+            Err(e) if Refused::of(&e).kind == Refusal::LostConnection => {
+                out.push(
+                    Observation::inconclusive(
+                        ID,
+                        Undecided::Interrupted,
+                        "session:current_user",
+                        format!("worker connection {i} was lost before it could answer: {e}"),
+                    )
+                    .on(format!("connection {i}")),
+                );
+                continue;
+            }
+            Err(e) => {
+                return Err(Error::database(
+                    format!("asking worker connection {i} who it is"),
+                    e,
+                ));
+            }
+        };
         let current: String = row.get(0);
         let session: String = row.get(1);
         let observation = if &current == runtime && &session == runtime {

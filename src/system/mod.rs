@@ -9,7 +9,7 @@ pub mod worker;
 pub use outcome::{ErrorClass, Failure, Outcome};
 pub use task::{TaskFaults, TaskMessage, TaskName, TenantProblem};
 pub use variant::Variant;
-pub use worker::{TENANT_SETTING, Worker, WorkerConfig};
+pub use worker::{TENANT_SETTING, Worker, WorkerConfig, live_connections};
 
 use uuid::Uuid;
 

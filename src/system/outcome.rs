@@ -101,6 +101,13 @@ impl Failure {
         }
     }
 
+    /// Whether the connection failed before the attempt ran any statement of its task (it
+    /// could not be drawn from the pool, or BEGIN failed on it): the task did nothing yet, and
+    /// running it on a fresh connection is not a retry.
+    pub fn before_any_statement(&self) -> bool {
+        self.class == ErrorClass::Connection && matches!(self.step.as_str(), "connect" | "begin")
+    }
+
     /// The DLQ `exception_class`: the SQLSTATE when there is one, else the class.
     pub fn exception_class(&self) -> String {
         match &self.sqlstate {
@@ -206,5 +213,18 @@ mod tests {
         assert_eq!(f.exception_class(), "DatabaseError");
         f.sqlstate = Some("42501".into());
         assert_eq!(f.exception_class(), "PostgresError[42501]");
+    }
+
+    #[test]
+    fn only_a_connection_lost_before_any_statement_is_not_a_retry() {
+        assert!(
+            Failure::new(ErrorClass::Connection, "begin", "connection closed")
+                .before_any_statement()
+        );
+        assert!(Failure::new(ErrorClass::Connection, "connect", "refused").before_any_statement());
+        assert!(
+            !Failure::new(ErrorClass::Connection, "claim", "terminated").before_any_statement()
+        );
+        assert!(!Failure::new(ErrorClass::Database, "begin", "x").before_any_statement());
     }
 }

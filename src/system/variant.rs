@@ -44,11 +44,15 @@ pub enum Variant {
     ClaimCommittedEarly,
     /// The worker commits with `synchronous_commit = off`: a crash loses acknowledged commits.
     AsyncCommit,
+    /// A task's retries run on the connection its failed attempt ran on, never checked, and a
+    /// failure at BEGIN counts as an attempt: after its backend is terminated, every retry
+    /// fails at BEGIN instead of running on a live connection.
+    StaleConnection,
 }
 
 impl Variant {
     /// Every variant, in a stable order.
-    pub const ALL: [Variant; 13] = [
+    pub const ALL: [Variant; 14] = [
         Self::SessionContext,
         Self::DlqInFailedTransaction,
         Self::DlqWithoutContext,
@@ -62,6 +66,7 @@ impl Variant {
         Self::FailOpenContext,
         Self::ClaimCommittedEarly,
         Self::AsyncCommit,
+        Self::StaleConnection,
     ];
 
     /// The variant's name on the command line.
@@ -80,6 +85,7 @@ impl Variant {
             Self::FailOpenContext => "fail-open-context",
             Self::ClaimCommittedEarly => "claim-committed-early",
             Self::AsyncCommit => "async-commit",
+            Self::StaleConnection => "stale-connection",
         }
     }
 
@@ -118,6 +124,9 @@ impl Variant {
             }
             Self::AsyncCommit => {
                 "the worker commits with synchronous_commit = off; a crash loses acknowledged commits"
+            }
+            Self::StaleConnection => {
+                "retries reuse the failed attempt's connection; a terminated backend fails the task at BEGIN"
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
@@ -77,6 +77,34 @@ impl std::fmt::Debug for Worker {
     }
 }
 
+/// A pool's connections as the next tasks would get them, every one at once: a connection
+/// whose backend died (a fault terminated it) is dropped from the pool and replaced, as a task
+/// would replace it, so a probe of the pool never meets a dead one. Connections that cannot be
+/// opened at all are left out; at most the pool's size plus one are replaced per connection.
+pub async fn live_connections(pool: &Pool) -> Vec<Object> {
+    let status = pool.status();
+    let bound = u32::try_from(status.max_size.max(1)).unwrap_or(u32::MAX) + 1;
+    let drawn = futures_util::future::join_all((0..status.size).map(|_| pool.get())).await;
+    let mut live = Vec::with_capacity(status.size);
+    for mut conn in drawn.into_iter().filter_map(|c| c.ok()) {
+        let mut replaced = 0;
+        loop {
+            // An empty query: one round trip that changes nothing on the connection.
+            if !conn.is_closed() && conn.simple_query("").await.is_ok() {
+                live.push(conn);
+                break;
+            }
+            drop(Object::take(conn));
+            replaced += 1;
+            match pool.get().await {
+                Ok(fresh) if replaced <= bound => conn = fresh,
+                _ => break,
+            }
+        }
+    }
+    live
+}
+
 impl Worker {
     /// A worker whose pool logs in to `db` as `app_user` (as `migration_owner` under the
     /// [`Variant::WorkerAsOwner`] variant).
@@ -124,6 +152,11 @@ impl Worker {
         &self.pool
     }
 
+    /// The pool's connections as the next tasks would get them: see [`live_connections`].
+    pub async fn pooled_connections(&self) -> Vec<Object> {
+        live_connections(&self.pool).await
+    }
+
     /// The worker's configuration.
     pub fn config(&self) -> &WorkerConfig {
         &self.config
@@ -135,12 +168,19 @@ impl Worker {
 
     /// Execute `task` to its final outcome: attempts with retries, then the DLQ on failure.
     /// Never panics and never returns `Err`: every ending is an [`Outcome`].
+    ///
+    /// A pooled connection whose backend died while it sat in the pool (a terminated backend,
+    /// a restarted server) fails before the task did anything: the worker drops it and runs
+    /// the attempt again on a fresh connection, without counting it as a retry (under
+    /// [`Variant::StaleConnection`], the attempt counts and the retry reuses the dead one).
     pub async fn execute(&self, task: &TaskMessage) -> Outcome {
         let retries = task.retries.unwrap_or(self.config.retries);
         let mut trace = Vec::new();
         let mut attempt = 0;
+        let mut fresh = 0;
+        let mut kept = None;
         loop {
-            match self.attempt(task).await {
+            match self.attempt(task, &mut kept).await {
                 Ok(Outcome::Committed {
                     call_id, job_id, ..
                 }) => {
@@ -152,27 +192,71 @@ impl Worker {
                 }
                 Ok(outcome) => return outcome,
                 Err(failure) => {
+                    if failure.before_any_statement()
+                        && fresh < self.fresh_connections()
+                        && !self.has(Variant::StaleConnection)
+                    {
+                        fresh += 1;
+                        continue;
+                    }
                     trace.push(format!("attempt {}: {failure}", attempt + 1));
                     if failure.class.is_retryable() && attempt < retries {
                         attempt += 1;
                         continue;
                     }
+                    drop(kept);
                     return self.record_failure(task, failure, attempt, &trace).await;
                 }
             }
         }
     }
 
-    /// One attempt: one transaction on one pooled connection.
-    async fn attempt(&self, task: &TaskMessage) -> std::result::Result<Outcome, Failure> {
+    /// How many dead pooled connections one task (or DLQ write) may replace: every pooled one,
+    /// and one more.
+    fn fresh_connections(&self) -> u32 {
+        u32::try_from(self.config.pool_size.max(1)).unwrap_or(u32::MAX) + 1
+    }
+
+    /// One attempt: one transaction on one pooled connection. A connection that failed is
+    /// dropped from the pool, never handed to the next task; under
+    /// [`Variant::StaleConnection`] it is kept in `kept` for the task's retry instead.
+    async fn attempt(
+        &self,
+        task: &TaskMessage,
+        kept: &mut Option<Object>,
+    ) -> std::result::Result<Outcome, Failure> {
         let tenant = task
             .tenant()
             .map_err(|p| Failure::new(ErrorClass::Validation, "validate", p.to_string()))?;
-        let mut conn = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| Failure::new(ErrorClass::Connection, "connect", e.to_string()))?;
+        let mut conn = match kept.take() {
+            Some(conn) => conn,
+            None => self
+                .pool
+                .get()
+                .await
+                .map_err(|e| Failure::new(ErrorClass::Connection, "connect", e.to_string()))?,
+        };
+        let result = self.attempt_on(&mut conn, task, tenant).await;
+        if self.has(Variant::StaleConnection) {
+            if result.is_err() {
+                *kept = Some(conn);
+            }
+        } else {
+            let failed = match &result {
+                Err(failure) => failure.class == ErrorClass::Connection,
+                Ok(outcome) => matches!(outcome, Outcome::Unknown { .. }),
+            };
+            settle(conn, failed);
+        }
+        result
+    }
+
+    async fn attempt_on(
+        &self,
+        conn: &mut Object,
+        task: &TaskMessage,
+        tenant: Uuid,
+    ) -> std::result::Result<Outcome, Failure> {
         let tx = conn
             .transaction()
             .await
@@ -307,7 +391,9 @@ impl Worker {
         trace: &[String],
     ) -> Outcome {
         let mut last = String::new();
-        for attempt in 0..DLQ_ATTEMPTS {
+        let mut attempt = 0;
+        let mut fresh = 0;
+        while attempt < DLQ_ATTEMPTS {
             match self
                 .write_dlq(task, &failure, retries, trace, attempt)
                 .await
@@ -319,7 +405,18 @@ impl Worker {
                         retries,
                     };
                 }
-                Err(e) => last = e,
+                Err(e) => {
+                    // A dead pooled connection is replaced, not counted as a write attempt.
+                    if e.before_any_statement
+                        && fresh < self.fresh_connections()
+                        && !self.has(Variant::StaleConnection)
+                    {
+                        fresh += 1;
+                    } else {
+                        attempt += 1;
+                    }
+                    last = e.message;
+                }
             }
         }
         Outcome::FailedUnrecorded {
@@ -336,12 +433,39 @@ impl Worker {
         retries: u32,
         trace: &[String],
         attempt: u32,
-    ) -> std::result::Result<Uuid, String> {
-        let db_err = |step: &str, e: tokio_postgres::Error| {
-            format!("{step}: {}", crate::error::describe_db_error(&e))
+    ) -> std::result::Result<Uuid, DlqError> {
+        let mut conn = self.pool.get().await.map_err(|e| DlqError {
+            message: format!("connect: {e}"),
+            before_any_statement: true,
+        })?;
+        let result = self
+            .write_dlq_on(&mut conn, task, failure, retries, trace, attempt)
+            .await;
+        let dead = result.as_ref().is_err_and(|e| e.connection);
+        if !self.has(Variant::StaleConnection) {
+            settle(conn, dead);
+        }
+        result.map_err(|e| DlqError {
+            message: e.message,
+            before_any_statement: e.connection && e.step == "begin",
+        })
+    }
+
+    async fn write_dlq_on(
+        &self,
+        conn: &mut Object,
+        task: &TaskMessage,
+        failure: &Failure,
+        retries: u32,
+        trace: &[String],
+        attempt: u32,
+    ) -> std::result::Result<Uuid, DlqStepError> {
+        let db_err = |step: &'static str, e: tokio_postgres::Error| DlqStepError {
+            message: format!("{step}: {}", crate::error::describe_db_error(&e)),
+            step,
+            connection: ErrorClass::of_db_error(&e) == ErrorClass::Connection,
         };
         let tenant = task.tenant().ok();
-        let mut conn = self.pool.get().await.map_err(|e| format!("connect: {e}"))?;
         let tx = conn.transaction().await.map_err(|e| db_err("begin", e))?;
         if let Some(tenant) = tenant
             && !self.has(Variant::DlqWithoutContext)
@@ -398,6 +522,29 @@ impl Worker {
             tx.commit().await.map_err(|e| db_err("commit", e))?;
         }
         Ok(id)
+    }
+}
+
+/// Why a DLQ write attempt failed.
+struct DlqError {
+    message: String,
+    /// The connection was dead before the write began: retry on a fresh one.
+    before_any_statement: bool,
+}
+
+/// A DLQ write step that failed.
+struct DlqStepError {
+    message: String,
+    step: &'static str,
+    /// The connection failed (lost, or its backend terminated).
+    connection: bool,
+}
+
+/// Hand a connection back to the pool, or drop it from the pool when it failed (`dead`) or is
+/// closed: the next task must not draw a connection whose backend is gone.
+fn settle(conn: Object, dead: bool) {
+    if dead || conn.is_closed() {
+        drop(Object::take(conn));
     }
 }
 

@@ -26,10 +26,12 @@ pub enum Expect {
         /// The expected error class.
         class: ErrorClass,
     },
-    /// The fault may land or not: succeeds, or fails with `class`.
-    SucceedOrFail {
-        /// The error class if the fault lands.
-        class: ErrorClass,
+    /// A timeout fault was armed on the delivery but did not land as planned (the held key was
+    /// released before the delivery ended): what it would do without the fault, or a timeout
+    /// (it runs with the short timeout and may meet another delivery's claim of its key).
+    ArmedNotLanded {
+        /// The message fails after its claim (else it commits or replays).
+        fails_after_claim: bool,
     },
 }
 
@@ -59,7 +61,17 @@ impl Expect {
             Self::FailOrReplay { class } => {
                 failed(class, None) || matches!(outcome, Outcome::Replayed { .. })
             }
-            Self::SucceedOrFail { class } => succeeded || failed(class, None),
+            Self::ArmedNotLanded { fails_after_claim } => {
+                failed(ErrorClass::Timeout, None)
+                    || if fails_after_claim {
+                        Self::FailOrReplay {
+                            class: ErrorClass::Application,
+                        }
+                        .admits(outcome)
+                    } else {
+                        succeeded
+                    }
+            }
         }
     }
 }
@@ -77,7 +89,16 @@ impl fmt::Display for Expect {
                 sqlstate: None,
             } => write!(f, "fail with {class}"),
             Self::FailOrReplay { class } => write!(f, "fail with {class}, or replay"),
-            Self::SucceedOrFail { class } => write!(f, "commit or replay, or fail with {class}"),
+            Self::ArmedNotLanded { fails_after_claim } => write!(
+                f,
+                "{}, or fail with {} (its timeout fault was armed but did not land)",
+                if *fails_after_claim {
+                    "fail with application_error, or replay"
+                } else {
+                    "commit or replay"
+                },
+                ErrorClass::Timeout
+            ),
         }
     }
 }
@@ -120,13 +141,45 @@ pub fn expect(plan: &Plan, step: usize, position: usize, landed_at: Option<usize
             class: ErrorClass::Application,
         };
     }
-    if let Some(StepFault::TerminateBackend { .. }) = targeted {
-        // Terminated while blocked on the claim; the retry normally commits.
-        return Expect::SucceedOrFail {
-            class: ErrorClass::Connection,
-        };
-    }
+    // A terminate-backend target was killed while blocked on the claim, before it wrote
+    // anything: its retry, on a live connection, commits.
     Expect::Succeed
+}
+
+/// What the executor saw of a step's fault: the position of the delivery it landed on, and of
+/// the delivery it was armed on without landing (`History::fault_fate` reads both).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultFate {
+    /// Where the fault landed.
+    pub landed_at: Option<usize>,
+    /// Where it was armed without landing: the delivery carried the fault's settings, but the
+    /// held key was released before it ended.
+    pub armed_not_landed_at: Option<usize>,
+}
+
+/// The expectation for the delivery at `position` of step `step`, following what the step's
+/// fault did (`fate`): where it landed, or that it was armed on this delivery without landing.
+///
+/// # Panics
+/// When `step` or `position` is out of the plan's range.
+pub fn expect_in(plan: &Plan, fate: FaultFate, step: usize, position: usize) -> Expect {
+    let expected = expect(plan, step, position, fate.landed_at);
+    let armed = fate.armed_not_landed_at == Some(position)
+        && matches!(
+            plan.steps[step].1,
+            Some(StepFault::LockTimeout { .. } | StepFault::StatementTimeout { .. })
+        );
+    match expected {
+        Expect::Succeed if armed => Expect::ArmedNotLanded {
+            fails_after_claim: false,
+        },
+        Expect::FailOrReplay {
+            class: ErrorClass::Application,
+        } if armed => Expect::ArmedNotLanded {
+            fails_after_claim: true,
+        },
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -251,6 +304,75 @@ mod tests {
                 class: ErrorClass::Application
             }
         );
+    }
+
+    /// The fate of a step's fault aimed at `position`: `armed` on it, `delivered` (landed).
+    fn fate(position: usize, armed: bool, delivered: bool) -> FaultFate {
+        FaultFate {
+            landed_at: delivered.then_some(position),
+            armed_not_landed_at: (armed && !delivered).then_some(position),
+        }
+    }
+
+    #[test]
+    fn a_terminated_target_must_commit_its_retry_runs_on_a_live_connection() {
+        let w = Workload {
+            tenants: vec![TenantSpec::Existing],
+            messages: vec![msg(0, false)],
+            steps: vec![Step {
+                deliveries: vec![0],
+                fault: Some(StepFault::TerminateBackend { target: 0 }),
+            }],
+            concurrency: 1,
+        };
+        let p = w.plan(Uuid::nil());
+        assert_eq!(expect(&p, 0, 0, Some(0)), Expect::Succeed);
+        assert!(!Expect::Succeed.admits(&failed(ErrorClass::Connection, None)));
+    }
+
+    #[test]
+    fn the_expectation_follows_whether_a_timeout_fault_landed() {
+        let p = plan();
+        // Landed: the target ended while its key was held, so it timed out.
+        let landed = fate(5, true, true);
+        assert!(matches!(
+            expect_in(&p, landed, 0, 5),
+            Expect::Fail {
+                class: ErrorClass::Timeout,
+                ..
+            }
+        ));
+        assert!(!expect_in(&p, landed, 0, 5).admits(&Outcome::Replayed {
+            call_id: Uuid::nil()
+        }));
+        // Armed, not landed: the key was released before the target ended.
+        let missed = fate(5, true, false);
+        let e = expect_in(&p, missed, 0, 5);
+        assert_eq!(
+            e,
+            Expect::ArmedNotLanded {
+                fails_after_claim: false
+            }
+        );
+        assert!(e.admits(&Outcome::Replayed {
+            call_id: Uuid::nil()
+        }));
+        assert!(e.admits(&failed(ErrorClass::Timeout, Some("55P03"))));
+        assert!(!e.admits(&failed(ErrorClass::Connection, None)));
+        // The other deliveries of the step are unaffected.
+        assert_eq!(expect_in(&p, missed, 0, 0), Expect::Succeed);
+        // Not armed at all (the request was already committed): nothing changes.
+        let never = fate(5, false, false);
+        assert_eq!(expect_in(&p, never, 0, 5), Expect::Succeed);
+        // A message that fails after its claim keeps that, and may time out.
+        let e = expect_in(&p, fate(4, true, false), 0, 4);
+        assert!(e.admits(&failed(ErrorClass::Application, None)));
+        assert!(e.admits(&failed(ErrorClass::Timeout, None)));
+        assert!(!e.admits(&Outcome::Committed {
+            call_id: Uuid::nil(),
+            job_id: None,
+            attempts: 1
+        }));
     }
 
     #[test]

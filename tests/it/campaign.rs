@@ -4,10 +4,13 @@
 use std::collections::BTreeSet;
 
 use rlsgate::campaign::{self, CampaignOptions};
-use rlsgate::invariants::{InvariantId, Status, Undecided};
+use rlsgate::executor::Executor;
+use rlsgate::invariants::{Case, InvariantId, Status, Undecided};
 use rlsgate::report::{Report, Verdict};
-use rlsgate::system::Variant;
-use rlsgate::workload::FaultKind;
+use rlsgate::system::{ErrorClass, Outcome, TaskName, Variant, WorkerConfig};
+use rlsgate::target::Target;
+use rlsgate::truth::Truth;
+use rlsgate::workload::{FaultKind, MessageSpec, Step, StepFault, TenantSpec, Workload};
 use rlsgate::{Role, Settings};
 use rstest::rstest;
 
@@ -73,6 +76,7 @@ async fn the_reference_system_holds_every_invariant_under_every_fault_kind() {
 #[case::fail_open_context(Variant::FailOpenContext, InvariantId::NoContextClosed)]
 #[case::claim_committed_early(Variant::ClaimCommittedEarly, InvariantId::Atomicity)]
 #[case::async_commit(Variant::AsyncCommit, InvariantId::Durability)]
+#[case::stale_connection(Variant::StaleConnection, InvariantId::ExpectedOutcome)]
 #[case::missing_grant_rejects_valid_work(Variant::MissingGrant, InvariantId::ExpectedOutcome)]
 #[case::runtime_owner_can_alter_its_tables(
     Variant::RlsNotForcedRuntimeOwner,
@@ -225,4 +229,112 @@ async fn the_same_seed_shrinks_to_the_same_counterexample() {
         a.transcript
     );
     assert_eq!(a.transcript, b.transcript, "a seed replays exactly");
+}
+
+/// Eight deliveries of one message per step, at concurrency 6 over a pool of 4, each step with a
+/// held-key fault aimed at one of them: the shape in which the fault's target used to lose the
+/// race for a connection to the other deliveries, which blocked on the held key until it was
+/// released, so the target replayed instead of timing out.
+fn crowded_steps() -> Workload {
+    let message = |correlation| MessageSpec {
+        tenant: 0,
+        task: TaskName::Investigation,
+        correlation,
+        request: None,
+        fail_after_claim: false,
+        dlq_write_failures: 0,
+    };
+    Workload {
+        tenants: vec![TenantSpec::Existing, TenantSpec::Existing],
+        messages: vec![message(0), message(1), message(2)],
+        steps: vec![
+            Step {
+                deliveries: vec![0; 8],
+                fault: Some(StepFault::LockTimeout { target: 5 }),
+            },
+            Step {
+                deliveries: vec![1; 8],
+                fault: Some(StepFault::StatementTimeout { target: 2 }),
+            },
+            Step {
+                deliveries: vec![2; 8],
+                fault: Some(StepFault::TerminateBackend { target: 7 }),
+            },
+        ],
+        concurrency: 6,
+    }
+}
+
+// Issue 18, cause 2: a timeout fault whose target, by timing, reached the held key only after it
+// was released. The target now runs first, alone until its transaction is open, so the fault
+// lands as planned whatever the step's concurrency; the record says whether it landed, and the
+// model's expectation follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_key_fault_lands_on_its_target_however_crowded_the_step() {
+    let server = shared_server().await;
+    let db = server.fresh_database().await.unwrap();
+    let workload = crowded_steps();
+    let mut plans = Vec::new();
+    for round in 0..4 {
+        let plan = workload.plan(uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("crowded:{round}").as_bytes(),
+        ));
+        for (i, (spec, id)) in plan.tenants.iter().enumerate() {
+            if let (true, Some(id)) = (spec.exists(), id) {
+                rlsgate::system::create_tenant(&db, *id, &format!("tenant {round}-{i}"))
+                    .await
+                    .unwrap();
+            }
+        }
+        plans.push(plan);
+    }
+    let target = Target::Built(db);
+    let config = WorkerConfig {
+        pool_size: 4,
+        ..WorkerConfig::default()
+    };
+    let mut executor = Executor::new(&target, config).await.unwrap();
+    let oracle = target.config(Role::Superuser).await.unwrap();
+    let oracle = rlsgate::Server::connect_with(&oracle).await.unwrap();
+    for plan in &plans {
+        let history = executor.run(plan).await.unwrap();
+        for f in &history.faults {
+            assert!(f.delivered, "the fault did not land: {f:?}");
+        }
+        for step in 0..2 {
+            let at = history.landed_at(step).unwrap();
+            let d = history
+                .deliveries
+                .iter()
+                .find(|d| d.step == step && d.position == at)
+                .unwrap();
+            let failure = d.outcome.failure().unwrap_or_else(|| panic!("{d:?}"));
+            assert_eq!(failure.class, ErrorClass::Timeout, "{d:?}");
+        }
+        assert!(
+            history
+                .deliveries
+                .iter()
+                .filter(|d| d.step == 2)
+                .all(|d| matches!(
+                    d.final_outcome(),
+                    Outcome::Committed { .. } | Outcome::Replayed { .. }
+                )),
+            "{:?}",
+            history.deliveries
+        );
+        let truth = Truth::read(&oracle, plan).await.unwrap();
+        let case = Case {
+            plan,
+            history: &history,
+            truth: &truth,
+        };
+        let violated: Vec<_> = case
+            .check_history()
+            .into_iter()
+            .filter(|o| o.status == Status::Violated)
+            .collect();
+        assert!(violated.is_empty(), "{violated:#?}");
+    }
 }

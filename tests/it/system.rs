@@ -545,3 +545,124 @@ async fn the_original_dlq_policy_shows_null_tenant_failures_to_every_tenant() {
         );
     }
 }
+
+/// Terminate every `app_user` backend of `db` from another thread, waiting until each is gone,
+/// while the calling thread (a current-thread runtime) stands still: the worker's pooled
+/// clients have not yet read that their backends died, as happens when a fault kills a backend
+/// and the next task draws its connection at once. Returns how many were terminated.
+fn terminate_runtime_backends_unseen(db: &Database) -> i64 {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let su = db.connect(Role::Superuser).await.unwrap();
+                    su.query_one(
+                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity
+                         WHERE usename = 'app_user' AND datname = current_database()",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0)
+                })
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+// Issue 18, cause 1: a task that drew a pooled connection whose backend a fault had just
+// terminated failed at BEGIN (counted as its attempt) instead of running on a live connection.
+// A current-thread runtime makes the schedule deterministic: the pool hands out the dead
+// connection because its client has not been polled since its backend died.
+#[tokio::test]
+async fn a_task_that_draws_a_connection_whose_backend_was_terminated_runs_on_a_fresh_one() {
+    let (db, worker) = system_with(&[], 1).await;
+    assert_eq!(
+        worker.execute(&task(120, TaskName::Route, A)).await.kind(),
+        "committed"
+    );
+    assert_eq!(terminate_runtime_backends_unseen(&db), 1);
+    let mut t = task(121, TaskName::Investigation, A);
+    t.retries = Some(0);
+    let outcome = worker.execute(&t).await;
+    assert!(
+        matches!(outcome, Outcome::Committed { attempts: 1, .. }),
+        "a dead pooled connection is replaced, not counted as an attempt: {outcome:?}"
+    );
+    assert_eq!(count(&db, "llm_api_calls", "true").await, 2);
+}
+
+#[tokio::test]
+async fn the_stale_connection_variant_fails_the_task_at_begin_on_a_terminated_backend() {
+    let (db, worker) = system_with(&[Variant::StaleConnection], 1).await;
+    assert_eq!(
+        worker.execute(&task(130, TaskName::Route, A)).await.kind(),
+        "committed"
+    );
+    assert_eq!(terminate_runtime_backends_unseen(&db), 1);
+    let mut t = task(131, TaskName::Route, A);
+    t.retries = Some(0);
+    let outcome = worker.execute(&t).await;
+    let failure = outcome.failure().unwrap_or_else(|| panic!("{outcome:?}"));
+    assert_eq!(
+        (failure.class, failure.step.as_str()),
+        (ErrorClass::Connection, "begin"),
+        "{outcome:?}"
+    );
+}
+
+// The same schedule on the DLQ path: a task that fails validation never draws a connection, so
+// its DLQ write draws the dead one; with two injected DLQ write failures, counting the dead
+// connection as the third attempt lost the DLQ row.
+#[tokio::test]
+async fn a_dlq_write_that_draws_a_dead_connection_runs_on_a_fresh_one() {
+    let (db, worker) = system_with(&[], 1).await;
+    assert_eq!(
+        worker.execute(&task(140, TaskName::Route, A)).await.kind(),
+        "committed"
+    );
+    assert_eq!(terminate_runtime_backends_unseen(&db), 1);
+    let mut t = task(141, TaskName::Route, A);
+    t.tenant_id = Some("not-a-uuid".into());
+    t.faults.dlq_write_failures = 2;
+    let outcome = worker.execute(&t).await;
+    assert_eq!(outcome.kind(), "failed_recorded", "{outcome:?}");
+    assert_eq!(count(&db, "worker_failed_jobs", "true").await, 1);
+}
+
+// Issue 18, cause 3: the POOL probe drew a connection a fault had killed and aborted the run
+// ("reading a pooled connection's context: connection closed"). The pool's connections, as
+// the probes get them, are live: a dead one is replaced, as a task would replace it.
+#[tokio::test]
+async fn the_pools_connections_for_a_probe_replace_one_whose_backend_was_terminated() {
+    let (db, worker) = system_with(&[], 2).await;
+    let worker = &worker;
+    let outcomes = futures_util::future::join_all(
+        (150..152).map(|n| async move { worker.execute(&task(n, TaskName::Route, A)).await }),
+    )
+    .await;
+    assert!(
+        outcomes.iter().all(|o| o.kind() == "committed"),
+        "{outcomes:?}"
+    );
+    let before = worker.pool().status().size;
+    assert_eq!(terminate_runtime_backends_unseen(&db), before as i64);
+    let connections = worker.pooled_connections().await;
+    assert_eq!(
+        connections.len(),
+        before,
+        "every dead connection was replaced"
+    );
+    for conn in &connections {
+        let who: String = conn
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(who, "app_user");
+    }
+}
