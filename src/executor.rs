@@ -236,16 +236,27 @@ impl<'a> Executor<'a> {
     ) -> Result<Vec<Outcome>> {
         let permits = Arc::new(Semaphore::new(concurrency.max(1)));
         let mut set = JoinSet::new();
-        let spawn =
+        // Each delivery takes its slot only after the one spawned before it took its own, so
+        // deliveries start in the order they were spawned, whichever worker thread polls first:
+        // a seed runs a step's deliveries in the same order every time.
+        let mut turn: Option<oneshot::Receiver<()>> = None;
+        let mut spawn =
             |set: &mut JoinSet<(usize, Outcome)>, i: usize, done: Option<oneshot::Sender<()>>| {
                 let worker = Arc::clone(&self.worker);
                 let message = messages[i].clone();
                 let permits = Arc::clone(&permits);
+                let previous = turn.take();
+                let (started, next) = oneshot::channel::<()>();
+                turn = Some(next);
                 set.spawn(async move {
+                    if let Some(previous) = previous {
+                        let _ = previous.await;
+                    }
                     let _permit = permits
                         .acquire_owned()
                         .await
                         .expect("the semaphore is never closed");
+                    let _ = started.send(());
                     let outcome = worker.execute(&message).await;
                     if let Some(done) = done {
                         let _ = done.send(());
