@@ -328,20 +328,28 @@ pub(crate) async fn runtime_attributes(
     }))
 }
 
+/// A matrix row for tests: `privilege` on `object`, granted or not, neither grantable nor
+/// declared.
+#[cfg(test)]
+pub(crate) fn entry(
+    kind: ObjectKind,
+    object: &str,
+    privilege: &str,
+    granted: bool,
+) -> PrivilegeEntry {
+    PrivilegeEntry {
+        object_kind: kind,
+        object: object.into(),
+        privilege: privilege.into(),
+        granted,
+        grantable: false,
+        expected: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(kind: ObjectKind, object: &str, privilege: &str, granted: bool) -> PrivilegeEntry {
-        PrivilegeEntry {
-            object_kind: kind,
-            object: object.into(),
-            privilege: privilege.into(),
-            granted,
-            grantable: false,
-            expected: false,
-        }
-    }
 
     #[test]
     fn the_merged_matrix_shows_differences_both_ways_and_is_sorted() {

@@ -383,17 +383,7 @@ async fn ownership(oracle: &Client, subject: &Subject) -> Result<Vec<Observation
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(kind: ObjectKind, object: &str, privilege: &str, granted: bool) -> PrivilegeEntry {
-        PrivilegeEntry {
-            object_kind: kind,
-            object: object.into(),
-            privilege: privilege.into(),
-            granted,
-            grantable: false,
-            expected: false,
-        }
-    }
+    use crate::catalog::privileges::entry;
 
     #[test]
     fn rows_read_as_the_reports_say() {
