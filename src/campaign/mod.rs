@@ -199,12 +199,11 @@ pub(crate) trait Kind {
     fn finish(self, report: &mut Report);
 }
 
-/// Walk the stages over `prepared` with `kind`.
+/// Walk the stages over the prepared target `p` with `kind`.
 ///
 /// # Errors
 /// A harness error from any stage; findings are in the report.
-async fn drive<K: Kind>(prepared: Prepared, mut kind: K) -> Result<Report> {
-    let p = prepared;
+async fn drive<K: Kind>(p: Prepared, mut kind: K) -> Result<Report> {
     let oracle = Server::connect_with(&p.target.config(Role::Superuser).await?).await?;
     let server_version = server_version(&oracle).await?;
     let mut run = Run {
