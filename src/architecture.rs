@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The top-level modules, lowest layer first: a module may use only the modules before it.
-const LAYERS: [&str; 27] = [
+const LAYERS: [&str; 28] = [
     "error",
     "sql",
+    "secret",
     "refusal",
     "config",
     "provision",

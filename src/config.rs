@@ -6,7 +6,8 @@
 //! | `RLSGATE_PG_IMAGE` | container image as `NAME:TAG` | [`DEFAULT_IMAGE`] |
 //! | `RLSGATE_PG_BINDIR` | directory holding `initdb` and `postgres` for the local backend | `pg_config --bindir`, then Debian's locations |
 //! | `RLSGATE_PG_OS_USER` | unprivileged OS user that runs the local server when rlsgate runs as root | `postgres` if it exists, else `nobody` |
-//! | `RLSGATE_DATABASE_URL` | superuser URL of an existing server (external backend) | none |
+//! | `RLSGATE_DATABASE_URL` | superuser URL of an existing server (external backend), and of the database `check` and `setup` use without `--database-url` | none |
+//! | `RLSGATE_RUNTIME_URL` | the runtime's login URL for `check` without `--runtime-url` | none |
 //! | `RLSGATE_REQUIRE_BACKENDS` | comma list of backends the test suite must exercise instead of skipping (`container,local`) | none |
 //! | `DOCKER_HOST` | the Docker daemon's address (`unix:///...` or `tcp://...`) | Docker's default socket |
 //! | `RLSGATE_KEEP` | `never`, `on-failure` or `always`: keep test databases for post-mortem | `on-failure` |
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::secret::redact_url;
 
 /// The pinned default image: a supported major on the official image's smallest variant.
 pub const DEFAULT_IMAGE: &str = "postgres:17-alpine";
@@ -142,8 +144,9 @@ impl FromStr for KeepPolicy {
     }
 }
 
-/// Everything the harness can be configured with from the environment.
-#[derive(Debug, Clone)]
+/// Everything the harness can be configured with from the environment. `Debug` masks the
+/// passwords of its URLs.
+#[derive(Clone)]
 pub struct Settings {
     /// The backend to use.
     pub backend: BackendChoice,
@@ -153,8 +156,11 @@ pub struct Settings {
     pub bindir: Option<PathBuf>,
     /// OS user for the local server when running as root.
     pub os_user: Option<String>,
-    /// Superuser URL of an existing server, for the external backend.
+    /// Superuser URL of an existing server or database (`RLSGATE_DATABASE_URL`): the external
+    /// backend's server, and the database `check` and `setup` use when no flag names one.
     pub database_url: Option<String>,
+    /// The runtime's login URL for `check` (`RLSGATE_RUNTIME_URL`), when no flag gives one.
+    pub runtime_url: Option<String>,
     /// Backends the test suite must exercise (a missing one fails instead of skipping).
     pub required_backends: Vec<BackendChoice>,
     /// When to keep test databases.
@@ -171,10 +177,28 @@ impl Default for Settings {
             bindir: None,
             os_user: None,
             database_url: None,
+            runtime_url: None,
             required_backends: Vec::new(),
             keep: KeepPolicy::OnFailure,
             docker_host: None,
         }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = |u: &Option<String>| u.as_deref().map(redact_url);
+        f.debug_struct("Settings")
+            .field("backend", &self.backend)
+            .field("image", &self.image)
+            .field("bindir", &self.bindir)
+            .field("os_user", &self.os_user)
+            .field("database_url", &url(&self.database_url))
+            .field("runtime_url", &url(&self.runtime_url))
+            .field("required_backends", &self.required_backends)
+            .field("keep", &self.keep)
+            .field("docker_host", &self.docker_host)
+            .finish()
     }
 }
 
@@ -206,6 +230,7 @@ impl Settings {
         settings.bindir = get("RLSGATE_PG_BINDIR").map(PathBuf::from);
         settings.os_user = get("RLSGATE_PG_OS_USER");
         settings.database_url = get("RLSGATE_DATABASE_URL");
+        settings.runtime_url = get("RLSGATE_RUNTIME_URL");
         if let Some(v) = get("RLSGATE_REQUIRE_BACKENDS") {
             settings.required_backends = v
                 .split(',')
@@ -293,5 +318,25 @@ mod tests {
         .unwrap();
         assert!(s.requires(BackendChoice::Container) && s.requires(BackendChoice::Local));
         assert!(!s.requires(BackendChoice::External));
+    }
+
+    #[test]
+    fn debug_masks_the_passwords_of_urls_and_the_runtime_url_comes_from_the_environment() {
+        let settings = Settings::from_lookup(|n| match n {
+            "RLSGATE_DATABASE_URL" => Some("postgres://root:hunter2@db:5432/app".into()),
+            "RLSGATE_RUNTIME_URL" => Some("postgres://app_user:swordfish@db/app".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            settings.runtime_url.as_deref(),
+            Some("postgres://app_user:swordfish@db/app")
+        );
+        let shown = format!("{settings:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("swordfish"),
+            "{shown}"
+        );
+        assert!(shown.contains("postgres://root:***@db:5432/app"), "{shown}");
     }
 }

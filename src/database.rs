@@ -255,12 +255,17 @@ impl Drop for Database {
             .config(self.server.superuser_login(), "postgres");
         if keep {
             self.server.keep();
-            let login = self.server.superuser_login();
+            let (file, masked) = self
+                .server
+                .kept_url(self.server.superuser_login(), &self.name);
+            let reach = match file {
+                Some(f) => format!("psql \"$(cat {})\" ({masked})", f.display()),
+                None => format!("psql '{masked}' (the password is the server's superuser's)"),
+            };
             eprintln!(
-                "rlsgate: kept database {} on the {} for post-mortem: psql '{}'",
+                "rlsgate: kept database {} on the {} for post-mortem: {reach}",
                 self.name,
                 self.server.location(),
-                self.server.url(login, &self.name)
             );
             return;
         }
@@ -274,4 +279,92 @@ impl Drop for Database {
             }
         });
     }
+}
+
+/// What `rlsgate clean --database-url` removed from an existing server, and what it left.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cleaned {
+    /// Databases dropped (named as a run names them).
+    pub databases: Vec<String>,
+    /// Databases left because a session is connected to them (a run may be live).
+    pub busy: Vec<String>,
+    /// Roles a run created that were dropped.
+    pub roles: Vec<String>,
+    /// Roles a run created that were left, with why (something still depends on them).
+    pub kept_roles: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for Cleaned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "removed {} database(s) and {} role(s) rlsgate left",
+            self.databases.len(),
+            self.roles.len()
+        )?;
+        for db in &self.busy {
+            write!(
+                f,
+                "\nleft database {db}: sessions are connected to it (a run may be live); run again when it ends"
+            )?;
+        }
+        for (role, why) in &self.kept_roles {
+            write!(f, "\nleft role {role}: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Remove what rlsgate's runs left on the existing server of superuser `url`: databases named
+/// as a run names them ([`Server::is_run_database`]) with no session connected, then the roles
+/// a run created (marked so) that nothing depends on any more. Roles `rlsgate setup` made, its
+/// database, and everything else stay exactly as they are.
+///
+/// # Errors
+/// A config error for a malformed or unreachable URL or a role that is not a superuser; a
+/// database error when the catalog cannot be read.
+pub async fn clean_external(url: &str) -> Result<Cleaned> {
+    let (_, su) = crate::provision::external::oracle(url, "--database-url").await?;
+    let err = |what: &'static str| move |e| Error::database(what, e);
+    let mut cleaned = Cleaned::default();
+    let rows = su
+        .query(
+            "SELECT d.datname, EXISTS (SELECT 1 FROM pg_stat_activity a
+                                        WHERE a.datname = d.datname AND a.pid <> pg_backend_pid())
+             FROM pg_database d WHERE d.datname <> current_database() ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(err("listing databases"))?;
+    for row in rows {
+        let name: String = row.get(0);
+        if !Server::is_run_database(&name) {
+            continue;
+        }
+        if row.get::<_, bool>(1) {
+            cleaned.busy.push(name);
+            continue;
+        }
+        let db = quote_ident(&name);
+        // Separate calls: DROP DATABASE refuses to run in a multi-statement batch.
+        su.batch_execute(&format!("ALTER DATABASE {db} WITH IS_TEMPLATE false"))
+            .await
+            .map_err(err("unmarking a template"))?;
+        su.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+            .await
+            .map_err(err("dropping a database rlsgate left"))?;
+        cleaned.databases.push(name);
+    }
+    for name in crate::roles::left_by_runs(&su).await? {
+        match su
+            .batch_execute(&format!("DROP ROLE {}", quote_ident(&name)))
+            .await
+        {
+            Ok(()) => cleaned.roles.push(name),
+            Err(e) => cleaned
+                .kept_roles
+                .push((name, crate::error::describe_db_error(&e))),
+        }
+    }
+    Ok(cleaned)
 }

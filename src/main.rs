@@ -48,7 +48,8 @@ enum Command {
         /// Container image NAME:TAG (default: RLSGATE_PG_IMAGE).
         #[arg(long)]
         image: Option<String>,
-        /// Superuser URL of an existing server; implies --backend external.
+        /// Superuser URL of an existing server; implies --backend external (with
+        /// RLSGATE_BACKEND=external, RLSGATE_DATABASE_URL gives it instead).
         #[arg(long)]
         database_url: Option<String>,
         /// A broken variant to switch on (repeatable); `rlsgate variants` lists them.
@@ -66,11 +67,12 @@ enum Command {
         /// The project's rlsgate.toml (or a directory holding one); docs/project.md.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Superuser URL of the database to check (required without --config).
+        /// Superuser URL of the database to check (default: RLSGATE_DATABASE_URL; required
+        /// without --config; with --config, used only when the project has no migrations).
         #[arg(long)]
         database_url: Option<String>,
-        /// The runtime's login URL (postgres://app_user:PASSWORD@HOST/DB); without it every
-        /// probe is inconclusive.
+        /// The runtime's login URL (postgres://app_user:PASSWORD@HOST/DB; default:
+        /// RLSGATE_RUNTIME_URL); without it every probe is inconclusive.
         #[arg(long)]
         runtime_url: Option<String>,
         /// auto, container, local or external, for a project's migrations (default:
@@ -84,9 +86,9 @@ enum Command {
     /// named in the URL (if missing) and apply the migrations as migration_owner. Idempotent.
     Setup {
         /// Superuser URL whose path names the database to create, e.g.
-        /// postgres://postgres:secret@localhost:5432/llm_audit
+        /// postgres://postgres:secret@localhost:5432/llm_audit (default: RLSGATE_DATABASE_URL)
         #[arg(long)]
-        database_url: String,
+        database_url: Option<String>,
     },
     /// Measure server start, per-case isolation, throughput, growth, time to detection and
     /// peak memory; print a table and write DIR/bench.json.
@@ -111,8 +113,14 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Remove servers and containers left by killed runs and those kept for post-mortem.
-    Clean,
+    /// Remove servers and containers left by killed runs and those kept for post-mortem; with
+    /// --database-url (or RLSGATE_DATABASE_URL), also the databases and roles runs left on that
+    /// existing server (never those `rlsgate setup` made).
+    Clean {
+        /// Superuser URL of an existing server to clean too.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// List the broken variants (negative controls): the name, then what it breaks.
     Variants,
 }
@@ -146,17 +154,30 @@ fn main() -> ExitCode {
                 backend: _,
                 campaign,
             } => {
-                let url = database_url.ok_or_else(|| {
+                let env = Settings::from_env()?;
+                let url = database_url.or(env.database_url).ok_or_else(|| {
                     anyhow::anyhow!(
-                        "rlsgate check needs --config rlsgate.toml (a project) or --database-url URL (the reference schema)"
+                        "rlsgate check needs --config rlsgate.toml (a project) or --database-url URL \
+                         (or RLSGATE_DATABASE_URL) naming a database with the reference schema"
                     )
                 })?;
+                let runtime_url = runtime_url.or(env.runtime_url);
                 check(&url, runtime_url.as_deref(), campaign).await
             }
-            Command::Setup { database_url } => setup(&database_url).await,
+            Command::Setup { database_url } => {
+                let url = database_url
+                    .or(Settings::from_env()?.database_url)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "rlsgate setup needs --database-url postgres://SUPERUSER:PASSWORD@HOST:PORT/DBNAME \
+                             (or RLSGATE_DATABASE_URL)"
+                        )
+                    })?;
+                setup(&url).await
+            }
             Command::Bench { backend, out, tiny } => bench(backend, &out, tiny).await,
             Command::Evidence { from, out } => evidence(&from, out.as_deref()),
-            Command::Clean => clean().await,
+            Command::Clean { database_url } => clean(database_url).await,
             Command::Variants => {
                 for v in Variant::ALL {
                     println!("{:<30} {}", v.name(), v.description());
@@ -256,6 +277,24 @@ async fn check_project(
 ) -> anyhow::Result<ExitCode> {
     let project = rlsgate::project::ProjectConfig::load(config)?;
     let settings = settings(backend, None, None)?;
+    // The environment's URLs stand in for the flags; a project with migrations is built from
+    // them, so RLSGATE_DATABASE_URL is then the external backend's server, not the database.
+    let database_url = database_url.or_else(|| {
+        project
+            .migration_dirs()
+            .is_empty()
+            .then(|| settings.database_url.clone())
+            .flatten()
+    });
+    // roles.runtime_url_env, when its variable is set, comes before RLSGATE_RUNTIME_URL.
+    let named = project
+        .roles
+        .runtime_url_env
+        .as_deref()
+        .and_then(rlsgate::config::env_var);
+    let runtime_url = runtime_url
+        .or(named)
+        .or_else(|| settings.runtime_url.clone());
     if args.cases == 0 {
         anyhow::bail!("--cases must be at least 1");
     }
@@ -362,8 +401,12 @@ async fn setup(url: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn clean() -> anyhow::Result<ExitCode> {
-    let report = rlsgate::provision::clean_all(&Settings::from_env()?).await;
+async fn clean(database_url: Option<String>) -> anyhow::Result<ExitCode> {
+    let settings = Settings::from_env()?;
+    let report = rlsgate::provision::clean_all(&settings).await;
     println!("{report}");
+    if let Some(url) = database_url.or(settings.database_url) {
+        println!("{}", rlsgate::database::clean_external(&url).await?);
+    }
     Ok(ExitCode::SUCCESS)
 }

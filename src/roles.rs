@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 use crate::error::{Error, Result};
 pub use crate::provision::Credentials;
 use crate::provision::Server;
+use crate::secret::scram_verifier;
 use crate::sql::{quote_ident, quote_literal};
 
 /// The admin role: owns the database, the schema objects and the tables; applies migrations.
@@ -22,8 +23,12 @@ pub const APP_RW: &str = "app_rw";
 /// Privilege container for the runtime's reads.
 pub const APP_RO: &str = "app_ro";
 
-/// The comment that marks a role as created by rlsgate (and so safe to take over or drop).
+/// The comment that marks a role a run created (safe to take over, and to drop at its end or
+/// with `rlsgate clean --database-url`).
 pub(crate) const MARKER: &str = "managed by rlsgate";
+/// The comment that marks a role `rlsgate setup` created: a run may log in as it (and restores
+/// its password and attributes at the end), but nothing drops it.
+pub(crate) const SETUP_MARKER: &str = "created by rlsgate setup";
 
 /// Which identity a connection authenticates as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,10 +72,14 @@ impl Server {
                     app_user: Credentials::random(APP_USER),
                 };
                 let client = self.superuser().await?;
-                bootstrap(&client, &roles, Existing::TakeOver).await?;
-                // Dropped newest first: app_user, app_rw, app_ro, migration_owner.
-                for name in [MIGRATION_OWNER, APP_RO, APP_RW, APP_USER] {
+                let boot = bootstrap(&client, &roles, Existing::TakeOver).await?;
+                // Dropped newest first: app_user, app_rw, app_ro, migration_owner. Only what
+                // this run created; a role taken over is put back as it was.
+                for name in &boot.created {
                     self.created_role(name);
+                }
+                for statement in boot.restore {
+                    self.restore_at_end(statement);
                 }
                 Ok(roles)
             })
@@ -109,18 +118,40 @@ impl Server {
             "NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION"
         };
         let su = self.superuser().await?;
-        ensure(
+        match ensure(
             &su,
             name,
             attributes,
             credentials.as_ref().map(|c| c.password.as_str()),
             Existing::TakeOver,
         )
-        .await?;
-        self.created_role(name);
+        .await?
+        {
+            Ensured::Created => self.created_role(name),
+            Ensured::Reset { restore } => self.restore_at_end(restore),
+            Ensured::Kept => {}
+        }
         known.insert(name.to_string(), credentials.clone());
         Ok(credentials)
     }
+}
+
+/// The roles rlsgate's runs created on the connected server (marked [`MARKER`]), newest first
+/// (members before the groups they belong to): what `rlsgate clean --database-url` may drop.
+///
+/// # Errors
+/// A database error when the catalog cannot be read.
+pub(crate) async fn left_by_runs(superuser: &Client) -> Result<Vec<String>> {
+    let rows = superuser
+        .query(
+            "SELECT rolname FROM pg_roles
+             WHERE shobj_description(oid, 'pg_authid') = $1
+             ORDER BY oid DESC",
+            &[&MARKER],
+        )
+        .await
+        .map_err(|e| Error::database("listing the roles rlsgate's runs created", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// What the bootstrap did.
@@ -130,6 +161,9 @@ pub struct Bootstrap {
     pub created: Vec<String>,
     /// Roles that rlsgate had created earlier and this bootstrap reset.
     pub reset: Vec<String>,
+    /// The statements that put the reset roles back as they were (password verifier,
+    /// attributes, comment), for the end of the run.
+    pub restore: Vec<String>,
     /// Roles that existed and were left exactly as they were.
     pub kept: Vec<String>,
 }
@@ -181,7 +215,10 @@ pub async fn bootstrap(
         let password = login.map(|c| c.password.as_str());
         match ensure(superuser, name, attributes, password, existing).await? {
             Ensured::Created => report.created.push(name.to_string()),
-            Ensured::Reset => report.reset.push(name.to_string()),
+            Ensured::Reset { restore } => {
+                report.reset.push(name.to_string());
+                report.restore.push(restore);
+            }
             Ensured::Kept => report.kept.push(name.to_string()),
         }
     }
@@ -195,12 +232,16 @@ pub async fn bootstrap(
 }
 
 /// What [`ensure`] did to a role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ensured {
     /// It did not exist and was created.
     Created,
-    /// rlsgate had created it earlier; its attributes (and password) were reset.
-    Reset,
+    /// rlsgate had created it earlier; its attributes (and password) were reset, and
+    /// `restore` puts them back.
+    Reset {
+        /// The statement that restores the role's password verifier, attributes and comment.
+        restore: String,
+    },
     /// It existed and was left as it was ([`Existing::Keep`]).
     Kept,
 }
@@ -220,43 +261,76 @@ pub async fn ensure(
 ) -> Result<Ensured> {
     let row = superuser
         .query_opt(
-            "SELECT coalesce(shobj_description(oid, 'pg_authid'), '') FROM pg_roles WHERE rolname = $1",
+            "SELECT coalesce(shobj_description(oid, 'pg_authid'), ''), rolpassword,
+                    concat_ws(' ',
+                      CASE WHEN rolsuper THEN 'SUPERUSER' ELSE 'NOSUPERUSER' END,
+                      CASE WHEN rolinherit THEN 'INHERIT' ELSE 'NOINHERIT' END,
+                      CASE WHEN rolcreaterole THEN 'CREATEROLE' ELSE 'NOCREATEROLE' END,
+                      CASE WHEN rolcreatedb THEN 'CREATEDB' ELSE 'NOCREATEDB' END,
+                      CASE WHEN rolcanlogin THEN 'LOGIN' ELSE 'NOLOGIN' END,
+                      CASE WHEN rolreplication THEN 'REPLICATION' ELSE 'NOREPLICATION' END,
+                      CASE WHEN rolbypassrls THEN 'BYPASSRLS' ELSE 'NOBYPASSRLS' END)
+             FROM pg_authid WHERE rolname = $1",
             &[&name],
         )
         .await
         .map_err(|e| Error::database(format!("looking up role {name}"), e))?;
+    // The server stores a SCRAM verifier as given: the plaintext never leaves rlsgate.
     let password = password
-        .map(|p| format!(" PASSWORD {}", quote_literal(p)))
+        .map(|p| format!(" PASSWORD {}", quote_literal(&scram_verifier(p))))
         .unwrap_or_default();
     let ident = quote_ident(name);
-    let (statement, ensured) = match (row, existing) {
-        (None, _) => (
+    let (statement, marker, ensured) = match (row, existing) {
+        (None, Existing::TakeOver) => (
             format!("CREATE ROLE {ident} {attributes}{password}"),
+            MARKER,
+            Ensured::Created,
+        ),
+        (None, Existing::Keep) => (
+            format!("CREATE ROLE {ident} {attributes}{password}"),
+            SETUP_MARKER,
             Ensured::Created,
         ),
         (Some(_), Existing::Keep) => return Ok(Ensured::Kept),
         (Some(row), Existing::TakeOver) => {
             let comment: String = row.get(0);
-            if comment != MARKER {
+            if comment != MARKER && comment != SETUP_MARKER {
                 return Err(Error::provisioning(format!(
                     "role {name} already exists on this server and was not created by rlsgate; \
                      use a server where it is free (RLSGATE_BACKEND=local or container), or drop the role"
                 )));
             }
+            let verifier: Option<String> = row.get(1);
+            let before: String = row.get(2);
+            let restore = format!(
+                "ALTER ROLE {ident} {before} PASSWORD {}; COMMENT ON ROLE {ident} IS {}",
+                verifier.as_deref().map_or("NULL".into(), quote_literal),
+                quote_literal(&comment)
+            );
             (
                 format!("ALTER ROLE {ident} {attributes}{password}"),
-                Ensured::Reset,
+                comment_marker(&comment),
+                Ensured::Reset { restore },
             )
         }
     };
     superuser
         .batch_execute(&format!(
             "{statement}; COMMENT ON ROLE {ident} IS {}",
-            quote_literal(MARKER)
+            quote_literal(marker)
         ))
         .await
         .map_err(|e| Error::database(format!("creating role {name}"), e))?;
     Ok(ensured)
+}
+
+/// The marker a taken-over role keeps: its own (a setup role stays one).
+fn comment_marker(comment: &str) -> &'static str {
+    if comment == SETUP_MARKER {
+        SETUP_MARKER
+    } else {
+        MARKER
+    }
 }
 
 #[cfg(test)]

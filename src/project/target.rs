@@ -10,16 +10,27 @@ use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::migrations::MigrationSet;
 use crate::provision::{Credentials, Server};
+use crate::secret::redact_url;
 use crate::sql::quote_ident;
 
-/// Where a project's schema is.
-#[derive(Debug, Clone, Default)]
+/// Where a project's schema is. `Debug` masks the passwords of its URLs.
+#[derive(Clone, Default)]
 pub struct Source {
     /// A superuser URL of an existing database (else the project's migrations are applied
     /// into a fresh database on the backend `settings` select).
     pub database_url: Option<String>,
     /// The runtime's login URL for an existing database (else `roles.runtime_url_env`).
     pub runtime_url: Option<String>,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = |u: &Option<String>| u.as_deref().map(redact_url);
+        f.debug_struct("Source")
+            .field("database_url", &url(&self.database_url))
+            .field("runtime_url", &url(&self.runtime_url))
+            .finish()
+    }
 }
 
 /// A project's database and its logins.

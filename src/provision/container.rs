@@ -20,9 +20,11 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 use crate::config::{ImageRef, Settings};
 use crate::error::{Error, Result};
 use crate::provision::Endpoint;
+use crate::provision::owner::Owner;
 
 const LABEL: &str = "rlsgate.managed";
 const PID_LABEL: &str = "rlsgate.pid";
+const PIDNS_LABEL: &str = "rlsgate.pidns";
 const KEPT_PREFIX: &str = "rlsgate-kept-";
 
 /// A running container.
@@ -106,6 +108,7 @@ impl ContainerInstance {
         let docker = docker(settings).await?;
         sweep(&docker, false).await;
         ensure_image(&docker, &settings.image).await?;
+        let owner = Owner::current();
         let request = GenericImage::new(settings.image.name.clone(), settings.image.tag.clone())
             .with_exposed_port(5432.tcp())
             .with_wait_for(WaitFor::Nothing)
@@ -124,7 +127,8 @@ impl ContainerInstance {
                 "max_connections=300",
             ])
             .with_label(LABEL, "true")
-            .with_label(PID_LABEL, std::process::id().to_string())
+            .with_label(PID_LABEL, owner.pid().to_string())
+            .with_label(PIDNS_LABEL, owner.namespace())
             .with_startup_timeout(Duration::from_secs(60))
             .with_host_config_modifier(|host| {
                 // Publish on loopback only, on a port Docker picks.
@@ -249,14 +253,12 @@ pub(crate) async fn sweep(docker: &Docker, kept: bool) -> Vec<String> {
             .unwrap_or_default()
             .iter()
             .any(|n| n.trim_start_matches('/').starts_with(KEPT_PREFIX));
-        let owner_alive = c
-            .labels
-            .unwrap_or_default()
+        let labels = c.labels.unwrap_or_default();
+        let owner_alive = labels
             .get(PID_LABEL)
             .and_then(|p| p.parse::<i32>().ok())
             .is_some_and(|pid| {
-                // SAFETY: signal 0 only checks for existence.
-                unsafe { libc::kill(pid, 0) == 0 }
+                Owner::new(pid, labels.get(PIDNS_LABEL).map(String::as_str)).is_alive()
             });
         if (is_kept && !kept) || (!is_kept && owner_alive) {
             continue;

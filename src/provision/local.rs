@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::provision::Endpoint;
+use crate::provision::owner::{Owner, pid_alive};
 
 const DIR_PREFIX: &str = "rlsgate-pg-";
 const OWNER_FILE: &str = "rlsgate-owner";
@@ -191,7 +192,7 @@ impl LocalInstance {
     }
 
     fn init(&self, password: &str) -> Result<()> {
-        fs::write(self.dir.join(OWNER_FILE), std::process::id().to_string())
+        fs::write(self.dir.join(OWNER_FILE), Owner::current().to_string())
             .map_err(|e| Error::io("writing the owner marker", e))?;
         let pwfile = self.dir.join("pwfile");
         fs::write(&pwfile, format!("{password}\n"))
@@ -369,13 +370,6 @@ impl Drop for LocalInstance {
     }
 }
 
-fn pid_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks for existence.
-    pid > 0
-        && (unsafe { libc::kill(pid, 0) } == 0
-            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
-}
-
 /// Remove servers left behind by killed runs (their owner process is gone). With `kept`, also
 /// remove servers kept for post-mortem. Returns the directories removed.
 pub(crate) fn sweep_leftovers_with(kept: bool) -> Vec<PathBuf> {
@@ -389,7 +383,7 @@ pub(crate) fn sweep_leftovers_with(kept: bool) -> Vec<PathBuf> {
         let Ok(owner) = fs::read_to_string(path.join(OWNER_FILE)) else {
             continue;
         };
-        let owner_alive = owner.trim().parse().is_ok_and(pid_alive);
+        let owner_alive = Owner::parse(&owner).is_some_and(|o| o.is_alive());
         let is_kept = path.join(KEPT_FILE).exists();
         if !is_ours || (owner_alive && !is_kept) || (is_kept && !kept) {
             continue;

@@ -11,10 +11,12 @@
 pub(crate) mod container;
 pub mod external;
 pub(crate) mod local;
+pub(crate) mod owner;
 
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -224,6 +226,8 @@ struct Inner {
     extensions: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
     /// Roles created on this server, dropped (newest first) with an external server.
     created_roles: Mutex<Vec<String>>,
+    /// Statements that put back what a run changed on an external server (roles it took over).
+    restore: Mutex<Vec<String>>,
     run_id: String,
     next_database: AtomicU64,
     keep: KeepPolicy,
@@ -327,6 +331,7 @@ impl Server {
                 instance,
                 extensions: Mutex::new(Vec::new()),
                 created_roles: Mutex::new(Vec::new()),
+                restore: Mutex::new(Vec::new()),
                 run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
                 next_database: AtomicU64::new(0),
                 keep: settings.keep,
@@ -393,6 +398,28 @@ impl Server {
             "postgresql://{}:{}@{host}:{port}/{dbname}",
             login.user, login.password
         )
+    }
+
+    /// Write the URL of `login` on `dbname` into a file only the owner may read, for a kept
+    /// database, and return the file and the URL with its password masked: rlsgate never
+    /// prints a password. `rlsgate clean` removes the files.
+    pub fn kept_url(&self, login: &Credentials, dbname: &str) -> (Option<PathBuf>, String) {
+        let url = self.url(login, dbname);
+        let masked = crate::secret::redact_url(&url);
+        let dir = kept_urls_dir();
+        let file = dir.join(format!("{dbname}.url"));
+        let written = std::fs::create_dir_all(&dir).and_then(|()| {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&file)?
+                .write_all(url.as_bytes())
+        });
+        (written.ok().map(|()| file), masked)
     }
 
     /// Connect with `config`, driving the connection on the current runtime.
@@ -475,11 +502,36 @@ impl Server {
         }
     }
 
+    /// Run `statement` on an external server when its last handle drops, after its databases
+    /// are dropped and before the roles it created are: how a layer above puts back what it
+    /// changed (a role it took over gets its password and attributes back).
+    pub(crate) fn restore_at_end(&self, statement: String) {
+        self.inner.restore.lock().unwrap().push(statement);
+    }
+
     /// A new database name, unique to this server handle's run (`rlsgate_<run>_<what><n>`):
     /// an external server drops every database with its run's prefix when its last handle drops.
     pub(crate) fn database_name(&self, what: &str) -> String {
         let n = self.inner.next_database.fetch_add(1, Ordering::SeqCst);
         format!("rlsgate_{}_{what}{n}", self.inner.run_id)
+    }
+
+    /// Whether `name` has the form of [`Server::database_name`]: a database some run of
+    /// rlsgate created (`rlsgate clean --database-url` drops only these).
+    pub fn is_run_database(name: &str) -> bool {
+        let Some(rest) = name.strip_prefix("rlsgate_") else {
+            return false;
+        };
+        let Some((run, what)) = rest.split_once('_') else {
+            return false;
+        };
+        let kind = what.trim_end_matches(|c: char| c.is_ascii_digit());
+        run.len() == 8
+            && run
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            && ["empty", "project", "template", "db"].contains(&kind)
+            && kind.len() < what.len()
     }
 
     /// Crash the server (immediate stop, no shutdown checkpoint) and start it again. The endpoint
@@ -580,6 +632,8 @@ impl Drop for Inner {
                     .lock()
                     .map(|r| r.iter().rev().cloned().collect())
                     .unwrap_or_default();
+                let restore: Vec<String> =
+                    self.restore.lock().map(|r| r.clone()).unwrap_or_default();
                 run_detached(async move {
                     let Ok(su) = Server::connect_with(&config).await else {
                         return;
@@ -602,6 +656,14 @@ impl Drop for Inner {
                             .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
                             .await;
                     }
+                    for statement in restore {
+                        if let Err(e) = su.batch_execute(&statement).await {
+                            eprintln!(
+                                "rlsgate: could not restore a role this run took over: {}",
+                                crate::error::describe_db_error(&e)
+                            );
+                        }
+                    }
                     for name in created_roles {
                         let _ = su
                             .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&name)))
@@ -613,9 +675,15 @@ impl Drop for Inner {
     }
 }
 
-/// Remove every local server directory and container rlsgate left behind, kept ones included.
-/// Returns a one-line summary.
+/// Where the URLs of kept databases are written ([`Server::kept_url`]).
+fn kept_urls_dir() -> PathBuf {
+    std::env::temp_dir().join("rlsgate-kept-urls")
+}
+
+/// Remove every local server directory and container rlsgate left behind, kept ones included,
+/// and the files holding the URLs of kept databases. Returns a one-line summary.
 pub async fn clean_all(settings: &Settings) -> String {
+    let _ = std::fs::remove_dir_all(kept_urls_dir());
     let dirs = tokio::task::spawn_blocking(|| local::sweep_leftovers_with(true))
         .await
         .unwrap_or_default();
@@ -627,4 +695,26 @@ pub async fn clean_all(settings: &Settings) -> String {
         "removed {} local server(s) and {containers} container(s)",
         dirs.len()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Server;
+
+    #[test]
+    fn only_names_a_run_gives_are_run_databases() {
+        for name in ["rlsgate_0badcafe_db3", "rlsgate_12345678_template0"] {
+            assert!(Server::is_run_database(name), "{name}");
+        }
+        for name in [
+            "rlsgate_demo",
+            "rlsgate_0badcafe_db",
+            "rlsgate_0BADCAFE_db1",
+            "rlsgate_0badcafe_prod1",
+            "rlsgate_abc_db1",
+            "app_rlsgate_0badcafe_db1",
+        ] {
+            assert!(!Server::is_run_database(name), "{name}");
+        }
+    }
 }

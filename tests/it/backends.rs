@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use rlsgate::provision::Backend;
 use rlsgate::{BackendChoice, Role, Server, Settings};
 
-use crate::support::{is, selected};
+use crate::support::{is, selected, shared_server};
 
 async fn serves_app_user(server: &Server) {
     let db = server.fresh_database().await.expect("a fresh database");
@@ -191,4 +191,112 @@ async fn a_container_left_by_a_killed_run_is_swept_at_the_next_start() {
         left.stdout.is_empty(),
         "the leftover container {id} was not swept"
     );
+}
+
+/// The role passwords of every role in `names`, as pg_authid stores them.
+async fn verifiers(host: &Server, names: &[&str]) -> Vec<(String, Option<String>)> {
+    let su = host.superuser().await.unwrap();
+    su.query(
+        "SELECT rolname::text, rolpassword FROM pg_authid WHERE rolname = ANY($1) ORDER BY 1",
+        &[&names],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_on_a_server_where_setup_ran_leaves_its_roles_as_they_were() {
+    let Some((host_settings, selection)) = selected(BackendChoice::Local).await else {
+        return;
+    };
+    let host = Server::start_selected(&host_settings, selection)
+        .await
+        .unwrap();
+    let names = ["app_user", "migration_owner", "app_rw", "app_ro"];
+    let setup_url = host.url(host.superuser_login(), "llm_audit");
+    rlsgate::setup::setup(&setup_url).await.unwrap();
+    let before = verifiers(&host, &names).await;
+    assert_eq!(before.len(), 4, "setup made the four roles");
+
+    let settings = Settings {
+        backend: BackendChoice::External,
+        database_url: Some(host.url(host.superuser_login(), "postgres")),
+        ..host_settings.clone()
+    };
+    let selection = rlsgate::provision::select(&settings).await.unwrap();
+    let external = Server::start_selected(&settings, selection).await.unwrap();
+    serves_app_user(&external).await;
+    assert_ne!(
+        verifiers(&host, &names).await,
+        before,
+        "the run logs in with passwords of its own"
+    );
+    drop(external);
+    assert_eq!(
+        verifiers(&host, &names).await,
+        before,
+        "the run dropped or changed a role setup made"
+    );
+
+    // clean --database-url: a database a run left goes, the user's databases and setup's
+    // roles stay.
+    let su = host.superuser().await.unwrap();
+    su.batch_execute("CREATE DATABASE rlsgate_0badcafe_db3")
+        .await
+        .unwrap();
+    su.batch_execute("CREATE DATABASE rlsgate_demo")
+        .await
+        .unwrap();
+    let cleaned = rlsgate::database::clean_external(&host.url(host.superuser_login(), "postgres"))
+        .await
+        .unwrap();
+    assert_eq!(cleaned.databases, vec!["rlsgate_0badcafe_db3".to_string()]);
+    assert!(cleaned.roles.is_empty(), "{cleaned}");
+    let left: Vec<String> = su
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname IN ('rlsgate_demo', 'llm_audit', 'rlsgate_0badcafe_db3') ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, ["llm_audit", "rlsgate_demo"]);
+    assert_eq!(verifiers(&host, &names).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_passwords_reach_the_server_as_scram_verifiers() {
+    // A plaintext password would be stored as the session's password_encryption says (md5
+    // here); a verifier sent by the client is stored as it is.
+    let server = shared_server().await;
+    let su = server.superuser().await.unwrap();
+    su.batch_execute("SET password_encryption = 'md5'")
+        .await
+        .unwrap();
+    rlsgate::roles::ensure(
+        &su,
+        "rlsgate_scram_probe",
+        "LOGIN NOSUPERUSER",
+        Some("not sent in the clear"),
+        rlsgate::roles::Existing::TakeOver,
+    )
+    .await
+    .unwrap();
+    let stored: String = su
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'rlsgate_scram_probe'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    su.batch_execute("DROP ROLE rlsgate_scram_probe")
+        .await
+        .unwrap();
+    assert!(stored.starts_with("SCRAM-SHA-256$"), "{stored}");
 }
