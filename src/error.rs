@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Database,
     /// A local file or process operation failed.
     Io,
+    /// The run was asked to stop (a signal) before it finished.
+    Interrupted,
 }
 
 /// A harness failure: its kind, a message that names the fix, and the underlying cause.

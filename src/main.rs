@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use rlsgate::campaign::{self, CampaignOptions, Progress};
-use rlsgate::report::Report;
+use rlsgate::report::{Report, Verdict};
 use rlsgate::system::Variant;
 use rlsgate::{BackendChoice, Settings};
 
@@ -131,8 +131,102 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    let interrupted_report = cli.command.interrupted_report();
     let result = runtime.block_on(async {
-        match cli.command {
+        // The work runs as a task of its own, so that a signal is seen while a campaign's
+        // property runner blocks its thread.
+        let mut work = tokio::spawn(execute(cli.command));
+        tokio::select! {
+            joined = &mut work => joined.map_err(|e| anyhow::anyhow!("the run panicked: {e}"))?,
+            signal = interrupt() => {
+                // A second signal ends the process at once.
+                // SAFETY: restoring the default disposition of two signals.
+                unsafe {
+                    libc::signal(libc::SIGINT, libc::SIG_DFL);
+                    libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                }
+                eprintln!(
+                    "rlsgate: {signal}: stopping after the case in flight; cleaning up (a second signal stops at once)"
+                );
+                rlsgate::campaign::request_stop();
+                match tokio::time::timeout(std::time::Duration::from_secs(20), work).await {
+                    Ok(Ok(Err(e))) if e.downcast_ref::<rlsgate::Error>()
+                        .is_none_or(|e| e.kind() != rlsgate::ErrorKind::Interrupted) =>
+                    {
+                        eprintln!("rlsgate: error while stopping: {e:#}");
+                    }
+                    Err(_) => eprintln!("rlsgate: the run did not stop within 20 s; leaving it"),
+                    _ => {}
+                }
+                Ok(interrupted(interrupted_report))
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rlsgate: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Write the interrupted report where the command writes its report, and exit by its verdict.
+fn interrupted(report: Option<(Report, PathBuf)>) -> ExitCode {
+    if let Some((report, out)) = report {
+        match rlsgate::evidence::write(&report, &out) {
+            Ok(_) => eprintln!(
+                "rlsgate: verdict: interrupted; wrote {}",
+                out.join("report.json").display()
+            ),
+            Err(e) => eprintln!("rlsgate: error: writing the interrupted report: {e:#}"),
+        }
+    }
+    ExitCode::from(Verdict::Interrupted.exit_code())
+}
+
+/// The first SIGINT or SIGTERM (`None` when signals cannot be watched: run on).
+async fn interrupt() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        _ => std::future::pending().await,
+    }
+}
+
+impl Command {
+    /// What a signal leaves behind for a command that writes a report: the interrupted report
+    /// and the directory it goes to.
+    fn interrupted_report(&self) -> Option<(Report, PathBuf)> {
+        let reproduce = std::env::args().collect::<Vec<_>>().join(" ");
+        match self {
+            Self::Run { campaign, .. } => {
+                Some((Report::interrupted("run", reproduce), campaign.out.clone()))
+            }
+            Self::Check {
+                config, campaign, ..
+            } => Some((
+                Report::interrupted(
+                    if config.is_some() { "project" } else { "check" },
+                    reproduce,
+                ),
+                campaign.out.clone(),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Carry out `command`.
+async fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    {
+        match command {
             Command::Run {
                 backend,
                 image,
@@ -184,13 +278,6 @@ fn main() -> ExitCode {
                 }
                 Ok(ExitCode::SUCCESS)
             }
-        }
-    });
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("rlsgate: error: {e:#}");
-            ExitCode::from(2)
         }
     }
 }

@@ -25,6 +25,8 @@ pub enum Verdict {
     Fail,
     /// Nothing is violated, but some invariant could not be decided.
     Inconclusive,
+    /// The run was stopped by a signal before it decided anything.
+    Interrupted,
 }
 
 impl Verdict {
@@ -34,14 +36,16 @@ impl Verdict {
             Self::Pass => "pass",
             Self::Fail => "fail",
             Self::Inconclusive => "inconclusive",
+            Self::Interrupted => "interrupted",
         }
     }
 
-    /// The process exit code: 0 pass, 1 fail or inconclusive.
+    /// The process exit code: 0 pass, 1 fail or inconclusive, 130 interrupted.
     pub fn exit_code(self) -> u8 {
         match self {
             Self::Pass => 0,
             Self::Fail | Self::Inconclusive => 1,
+            Self::Interrupted => 130,
         }
     }
 }
@@ -133,7 +137,7 @@ pub struct Performance {
 
 /// What the catalog says about the runtime, read once per campaign: the evidence of the
 /// static checks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StaticEvidence {
     /// The runtime role's attributes, memberships and ownership.
     pub identity: RuntimeIdentity,
@@ -188,6 +192,32 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report of a run a signal stopped before it finished: verdict
+    /// [`Verdict::Interrupted`] (never a pass), no results, and `reproduce`, the command that
+    /// runs it again.
+    pub fn interrupted(mode: &str, reproduce: String) -> Self {
+        Self {
+            verdict: Verdict::Interrupted,
+            mode: mode.into(),
+            backend: String::new(),
+            server_version: String::new(),
+            seed: 0,
+            cases: 0,
+            cases_run: 0,
+            shrink_runs: 0,
+            variants: Vec::new(),
+            invariants: Vec::new(),
+            faults: BTreeMap::new(),
+            fault_coverage: BTreeMap::new(),
+            tasks: TaskCounts::default(),
+            counterexample: None,
+            performance: Performance::default(),
+            reproduce,
+            evidence: StaticEvidence::default(),
+            project: None,
+        }
+    }
+
     /// The results of `ledger`, one per invariant, and the verdict they make.
     pub fn results(ledger: &Ledger) -> (Verdict, Vec<InvariantResult>) {
         let results: Vec<InvariantResult> = ledger

@@ -41,6 +41,21 @@ use crate::system::Variant;
 use crate::target::Target;
 use crate::workload::WorkloadShape;
 
+/// Set once a stop was asked for ([`request_stop`]).
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ask every campaign of this process to stop at the next case boundary: the case in flight
+/// finishes, nothing more runs, what was written is cleaned up, and the campaign returns an
+/// [`ErrorKind::Interrupted`](crate::ErrorKind::Interrupted) error. For signal handlers.
+pub fn request_stop() {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether a stop was asked for.
+pub fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// The default number of cases of a campaign.
 pub const DEFAULT_CASES: u32 = 32;
 /// The default seed: a campaign is reproducible unless asked otherwise.

@@ -11,7 +11,7 @@ use proptest::test_runner::{
     Config as ProptestConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::invariants::Observation;
 
 /// What one case found: its violations (none when it held) and, when violated, the transcript
@@ -109,6 +109,13 @@ where
     let result = tokio::task::block_in_place(|| {
         runner.run(strategy, |input| {
             let mut st = state.borrow_mut();
+            if super::stop_requested() {
+                // Rejected, not failed: proptest stops after its reject limit without shrinking.
+                st.aborted.get_or_insert_with(|| {
+                    Error::new(ErrorKind::Interrupted, "the run was asked to stop")
+                });
+                return Err(TestCaseError::reject("stopping"));
+            }
             if st.aborted.is_some() {
                 return Ok(());
             }

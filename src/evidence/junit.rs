@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use crate::evidence::redact::redact;
 use crate::invariants::Status;
-use crate::report::Report;
+use crate::report::{Report, Verdict};
 
 /// Escape `text` for XML attributes and text.
 pub fn escape(text: &str) -> String {
@@ -27,24 +27,35 @@ pub fn escape(text: &str) -> String {
 
 /// Render `report` as JUnit XML.
 pub fn render(report: &Report) -> String {
-    let failures = report
+    let failing = report
         .invariants
         .iter()
         .filter(|r| r.status != Status::Holds)
         .count();
+    // A verdict other than pass that no invariant's case shows (an interrupted run) is a failing
+    // case of its own: a JUnit file never reads green when the run was not.
+    let verdict_case = report.verdict != Verdict::Pass && failing == 0;
+    let failures = failing + usize::from(verdict_case);
+    let tests = report.invariants.len() + usize::from(verdict_case);
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
-        "<testsuites name=\"rlsgate\" tests=\"{}\" failures=\"{failures}\">",
-        report.invariants.len()
+        "<testsuites name=\"rlsgate\" tests=\"{tests}\" failures=\"{failures}\">"
     );
     let _ = writeln!(
         out,
-        "  <testsuite name=\"rlsgate {} seed {}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\">",
+        "  <testsuite name=\"rlsgate {} seed {}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\">",
         escape(&report.mode),
         report.seed,
-        report.invariants.len()
     );
+    if verdict_case {
+        let verdict = report.verdict.as_str();
+        let _ = writeln!(
+            out,
+            "    <testcase classname=\"rlsgate.run\" name=\"verdict\">\n      <failure type=\"{verdict}\" message=\"the run's verdict is {verdict}\">reproduce: {}</failure>\n    </testcase>",
+            escape(&redact(&report.reproduce))
+        );
+    }
     for r in &report.invariants {
         let _ = write!(
             out,

@@ -240,3 +240,59 @@ fn check_config_of_a_broken_example_exits_1_with_evidence_and_a_reproduction() {
     assert!(evidence.contains("the project described by its rlsgate.toml"));
     assert!(evidence.contains("## 5. Minimal reproduction"));
 }
+
+#[test]
+fn a_signal_stops_a_run_removes_its_server_and_reports_interrupted() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+    let out = tempfile::tempdir().unwrap();
+    // A temporary directory of the run's own, so that what it leaves there can be counted; the
+    // unprivileged server user must traverse it.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rlsgate"))
+        .args(["run", "--backend", "local", "--cases", "100000", "--out"])
+        .arg(out.path())
+        .env("TMPDIR", tmp.path())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the campaign has run cases, reading stderr as it comes.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap_or(0) > 0 {
+        seen.push_str(&line);
+        if line.contains("case 10/") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(seen.contains("case 10/"), "the run never got going: {seen}");
+    let running = std::fs::read_dir(tmp.path()).unwrap().count();
+    assert!(running > 0, "the local server lives in the run's TMPDIR");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let signalled = Instant::now();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(15),
+        "stopping took {:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    let report = std::fs::read_to_string(out.path().join("report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["verdict"], "interrupted", "{seen}{rest}");
+    let junit = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
+    assert!(junit.contains("failures=\"1\""), "{junit}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the run left {left:?}: {seen}{rest}");
+}
