@@ -350,6 +350,13 @@ mod tests {
     }
 
     #[test]
+    fn a_sql_standard_function_body_is_not_transaction_control() {
+        let sql = "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1;\nEND;\n\
+                   CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;";
+        assert!(Migration::new("0001_f.sql", sql).is_ok());
+    }
+
+    #[test]
     fn duplicate_versions_are_refused() {
         let a = Migration::new("0001_a.sql", "SELECT 1").unwrap();
         let b = Migration::new("0001_b.sql", "SELECT 2").unwrap();
