@@ -3,8 +3,17 @@
 //! As the superuser of the URL: create the roles that are missing (existing ones are left as
 //! they are), create the URL's database if it is missing (owned by `migration_owner`, hardened
 //! like every rlsgate database), then apply the reference migrations as `migration_owner`.
+//!
+//! A database that already exists is left as it is, owner and privileges included, but for one
+//! thing: `migration_owner` must be able to create in schema `public` (the reference tables and
+//! the migration ledger `public.rlsgate_migrations` live there). A database it does not own on
+//! PostgreSQL 15+ gives it no CREATE there (PUBLIC lost it in 15), so setup grants USAGE and
+//! CREATE on `public`, whichever it lacks, to `migration_owner` alone and says so. It never
+//! changes the database's owner. A second run finds the grant in place and changes nothing.
 
 use std::fmt;
+
+use tokio_postgres::Client;
 
 use crate::database::{harden_database, harden_schema};
 use crate::error::{Error, Result};
@@ -21,8 +30,23 @@ pub struct SetupReport {
     pub created_roles: Vec<(String, Option<String>)>,
     /// The database, when this run created it.
     pub created_database: Option<String>,
+    /// Privileges this run granted to `migration_owner` on schema `public` of a database it
+    /// does not own (`USAGE`, `CREATE`), with the database and its owner.
+    pub granted_on_public: Option<Granted>,
     /// The migrations applied.
     pub migrations: Applied,
+}
+
+/// Privileges granted on schema `public` so `migration_owner` can migrate a database it does not
+/// own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Granted {
+    /// The database.
+    pub database: String,
+    /// Its owner, left as it was.
+    pub owner: String,
+    /// The privileges granted, e.g. `["CREATE"]`.
+    pub privileges: Vec<String>,
 }
 
 impl SetupReport {
@@ -30,6 +54,7 @@ impl SetupReport {
     pub fn changed(&self) -> bool {
         !self.created_roles.is_empty()
             || self.created_database.is_some()
+            || self.granted_on_public.is_some()
             || !self.migrations.applied.is_empty()
     }
 }
@@ -50,6 +75,18 @@ impl fmt::Display for SetupReport {
                 f,
                 "created database {db} owned by {}",
                 roles::MIGRATION_OWNER
+            )?;
+        }
+        if let Some(g) = &self.granted_on_public {
+            writeln!(
+                f,
+                "granted {} ON SCHEMA public TO {} in database {}, which {} owns, so the \
+                 migrations can create there (its owner and its other privileges are left as \
+                 they were)",
+                g.privileges.join(", "),
+                roles::MIGRATION_OWNER,
+                g.database,
+                g.owner
             )?;
         }
         write!(f, "{}", self.migrations)?;
@@ -115,8 +152,9 @@ pub async fn setup(url: &str) -> Result<SetupReport> {
     if !exists {
         harden_schema(&inside, db).await?;
     }
+    report.granted_on_public = let_migration_owner_create(&inside, db).await?;
     // The superuser becomes migration_owner for the migrations: everything they create is owned
-    // by it, and rlsgate_migrations records it as the role that applied them.
+    // by it, and public.rlsgate_migrations records it as the role that applied them.
     inside
         .batch_execute(&format!("SET ROLE {}", roles::MIGRATION_OWNER))
         .await
@@ -125,4 +163,55 @@ pub async fn setup(url: &str) -> Result<SetupReport> {
         .apply(&mut inside, roles::MIGRATION_OWNER)
         .await?;
     Ok(report)
+}
+
+/// Grant `migration_owner` USAGE and CREATE on schema `public` of database `db`, whichever it
+/// lacks (`inside` is a superuser connection to it); `None` when it has both (it owns the
+/// database on PostgreSQL 15+, or PUBLIC still has CREATE there).
+async fn let_migration_owner_create(inside: &Client, db: &str) -> Result<Option<Granted>> {
+    let owner = roles::MIGRATION_OWNER;
+    let row = inside
+        .query_one(
+            "SELECT pg_catalog.has_schema_privilege($1, 'public', 'USAGE'),
+                    pg_catalog.has_schema_privilege($1, 'public', 'CREATE'),
+                    pg_catalog.pg_get_userbyid(d.datdba)::text
+             FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()",
+            &[&owner],
+        )
+        .await
+        .map_err(|e| {
+            Error::database(
+                format!("reading what {owner} may do in schema public of database {db}"),
+                e,
+            )
+        })?;
+    let missing: Vec<String> = [("USAGE", row.get::<_, bool>(0)), ("CREATE", row.get(1))]
+        .into_iter()
+        .filter(|(_, has)| !has)
+        .map(|(privilege, _)| privilege.to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    inside
+        .batch_execute(&format!(
+            "GRANT {} ON SCHEMA public TO {}",
+            missing.join(", "),
+            quote_ident(owner)
+        ))
+        .await
+        .map_err(|e| {
+            Error::database(
+                format!(
+                    "granting {owner} {} on schema public of database {db}",
+                    missing.join(", ")
+                ),
+                e,
+            )
+        })?;
+    Ok(Some(Granted {
+        database: db.to_string(),
+        owner: row.get(2),
+        privileges: missing,
+    }))
 }

@@ -208,7 +208,7 @@ fn judge(ok: bool, probe: &str, held: String, broken: String) -> Observation {
 pub async fn check_migrations(oracle: &Client, subject: &Subject) -> Result<Vec<Observation>> {
     let admin = &subject.admin_role;
     let probe = "catalog:rlsgate_migrations.applied_by";
-    let ledger = format!("public.{}", migrations::TABLE);
+    let ledger = format!("{}.{}", migrations::SCHEMA, migrations::TABLE);
     let exists: bool = oracle
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&ledger])
         .await

@@ -1,9 +1,17 @@
 //! Migrations: `NNNN_description.sql` files applied in order as the admin role.
 //!
 //! Each file runs in a transaction of its own and is recorded, with the SHA-256 of its text and
-//! the role that applied it, in `rlsgate_migrations`. A failing file leaves nothing behind and
-//! the error names the file, the statement and its line. A file edited after it was applied is
-//! refused. Running again applies only the new files.
+//! the role that applied it, in the ledger `public.rlsgate_migrations`. A failing file leaves
+//! nothing behind and the error names the file, the statement and its line. A file edited after
+//! it was applied is refused. Running again applies only the new files.
+//!
+//! The ledger lives in `public`, where every rlsgate release has kept it (so a database migrated
+//! by an older one is read as it is), and is always named schema-qualified: a file that changes
+//! `search_path` (`SET search_path = app;`, or pg_dump's
+//! `SELECT pg_catalog.set_config('search_path', '', false);`) cannot move it. Nor does session
+//! state leak from one file into the next: after each file the session's settings are put back
+//! to what they were before the first (`RESET ALL`, then the caller's own `SET`s again), its role
+//! too, and its temporary tables are dropped.
 
 pub mod script;
 
@@ -19,6 +27,14 @@ use crate::sql::quote_ident;
 
 /// The table that records applied migrations.
 pub const TABLE: &str = "rlsgate_migrations";
+
+/// The schema of [`TABLE`]: `public`, as in every database an earlier rlsgate migrated.
+pub const SCHEMA: &str = "public";
+
+/// The ledger, schema-qualified and quoted: `"public"."rlsgate_migrations"`.
+fn ledger() -> String {
+    format!("{}.{}", quote_ident(SCHEMA), quote_ident(TABLE))
+}
 
 /// One migration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,9 +217,10 @@ impl MigrationSet {
                  connect as {admin_role} (never as the runtime role)"
             )));
         }
+        let ledger = ledger();
         client
             .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {TABLE} (
+                "CREATE TABLE IF NOT EXISTS {ledger} (
                      version integer PRIMARY KEY,
                      name text NOT NULL,
                      checksum text NOT NULL,
@@ -211,13 +228,16 @@ impl MigrationSet {
                      applied_at timestamptz NOT NULL DEFAULT now())"
             ))
             .await
-            .map_err(|e| Error::database(format!("creating {TABLE}"), e))?;
+            .map_err(|e| Error::database(format!("creating {SCHEMA}.{TABLE}"), e))?;
         // One migrator at a time per database; the lock ends with the session or below.
         client
             .batch_execute("SELECT pg_advisory_lock(hashtext('rlsgate_migrations'))")
             .await
             .map_err(|e| Error::database("taking the migration lock", e))?;
-        let outcome = self.apply_locked(client).await;
+        let outcome = match Session::save(client, admin_role).await {
+            Ok(session) => self.apply_locked(client, &session).await,
+            Err(e) => Err(e),
+        };
         let unlock = client
             .batch_execute("SELECT pg_advisory_unlock(hashtext('rlsgate_migrations'))")
             .await;
@@ -226,11 +246,15 @@ impl MigrationSet {
         Ok(outcome)
     }
 
-    async fn apply_locked(&self, client: &mut Client) -> Result<Applied> {
+    async fn apply_locked(&self, client: &mut Client, session: &Session) -> Result<Applied> {
+        let ledger = ledger();
         let recorded: BTreeMap<i32, (String, String)> = client
-            .query(&format!("SELECT version, name, checksum FROM {TABLE}"), &[])
+            .query(
+                &format!("SELECT version, name, checksum FROM {ledger}"),
+                &[],
+            )
             .await
-            .map_err(|e| Error::database(format!("reading {TABLE}"), e))?
+            .map_err(|e| Error::database(format!("reading {SCHEMA}.{TABLE}"), e))?
             .into_iter()
             .map(|r| (r.get(0), (r.get(1), r.get(2))))
             .collect();
@@ -287,7 +311,7 @@ impl MigrationSet {
                 }
             }
             tx.execute(
-                &format!("INSERT INTO {TABLE} (version, name, checksum) VALUES ($1, $2, $3)"),
+                &format!("INSERT INTO {ledger} (version, name, checksum) VALUES ($1, $2, $3)"),
                 &[&m.version, &m.name, &m.checksum],
             )
             .await
@@ -295,9 +319,71 @@ impl MigrationSet {
             tx.commit()
                 .await
                 .map_err(|e| Error::database(format!("committing migration {}", m.name), e))?;
+            session.restore(client, &m.name).await?;
             outcome.applied.push(m.name.clone());
         }
         Ok(outcome)
+    }
+}
+
+/// The session state a migration file may change, as it was before the first file: the settings
+/// the caller `SET` (the rest come back with `RESET ALL`) and the role.
+#[derive(Debug)]
+struct Session {
+    settings: Vec<(String, String)>,
+    role: String,
+}
+
+impl Session {
+    async fn save(client: &Client, role: &str) -> Result<Self> {
+        let settings = client
+            .query(
+                "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'",
+                &[],
+            )
+            .await
+            .map_err(|e| Error::database("reading the session's settings before migrating", e))?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok(Self {
+            settings,
+            role: role.to_string(),
+        })
+    }
+
+    /// Undo what migration `name` left in the session (a committed `SET` outlives its
+    /// transaction): settings, role, temporary tables.
+    async fn restore(&self, client: &Client, name: &str) -> Result<()> {
+        let failed =
+            |e| Error::database(format!("resetting the session after migration {name}"), e);
+        // RESET ALL leaves the role alone: it is set back below, as `SET ROLE` (the caller may
+        // be a superuser acting as the admin role).
+        client
+            .batch_execute("RESET ALL; DISCARD TEMP")
+            .await
+            .map_err(failed)?;
+        for (setting, value) in &self.settings {
+            client
+                .execute(
+                    "SELECT pg_catalog.set_config($1, $2, false)",
+                    &[setting, value],
+                )
+                .await
+                .map_err(failed)?;
+        }
+        let current: String = client
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .map_err(failed)?
+            .get(0);
+        if current != self.role {
+            client
+                .batch_execute(&format!("SET ROLE {}", quote_ident(&self.role)))
+                .await
+                .map_err(failed)?;
+        }
+        Ok(())
     }
 }
 
@@ -309,14 +395,11 @@ impl MigrationSet {
 pub async fn applied_by(client: &Client) -> Result<BTreeMap<String, String>> {
     let rows = client
         .query(
-            &format!(
-                "SELECT name, applied_by FROM {} ORDER BY version",
-                quote_ident(TABLE)
-            ),
+            &format!("SELECT name, applied_by FROM {} ORDER BY version", ledger()),
             &[],
         )
         .await
-        .map_err(|e| Error::database(format!("reading {TABLE}"), e))?;
+        .map_err(|e| Error::database(format!("reading {SCHEMA}.{TABLE}"), e))?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
@@ -347,6 +430,13 @@ mod tests {
     fn transaction_control_inside_a_migration_is_refused() {
         let err = Migration::new("0001_x.sql", "BEGIN;\nCREATE TABLE t();\nCOMMIT;").unwrap_err();
         assert!(err.to_string().contains("line 1: `BEGIN`"), "{err}");
+    }
+
+    #[test]
+    fn a_sql_standard_function_body_is_not_transaction_control() {
+        let sql = "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1;\nEND;\n\
+                   CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;";
+        assert!(Migration::new("0001_f.sql", sql).is_ok());
     }
 
     #[test]

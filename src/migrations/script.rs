@@ -2,7 +2,10 @@
 //!
 //! The splitter knows enough of PostgreSQL's lexical rules to find the semicolons that end
 //! statements: quoted strings (with `''` and `E'\''` escapes), quoted identifiers, line and
-//! nested block comments, and dollar-quoted bodies (`$$ ... $$`, `$fn$ ... $fn$`).
+//! nested block comments, dollar-quoted bodies (`$$ ... $$`, `$fn$ ... $fn$`), and the
+//! SQL-standard bodies of PostgreSQL 14+ (`CREATE FUNCTION ... BEGIN ATOMIC ...; ...; END`), whose
+//! inner statements end with semicolons that do not end the `CREATE`: inside one, `CASE` opens a
+//! nested `... END` and `END` closes the innermost.
 
 /// One top-level statement of a script.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +73,7 @@ pub fn split(script: &str) -> Result<Vec<Statement>, String> {
     let mut start_line: Option<usize> = None;
     let mut line = 1;
     let mut i = 0;
+    let mut words = Words::default();
     let mut push = |current: &mut String, start_line: &mut Option<usize>| {
         if let Some(l) = start_line.take() {
             let text = current.trim().to_string();
@@ -124,12 +128,38 @@ pub fn split(script: &str) -> Result<Vec<Statement>, String> {
             continue;
         }
         if c == ';' {
-            push(&mut current, &mut start_line);
+            if words.in_atomic_body() {
+                current.push(c);
+                words.punctuation();
+            } else {
+                push(&mut current, &mut start_line);
+                words = Words::default();
+            }
             i += 1;
             continue;
         }
         if !c.is_whitespace() && start_line.is_none() {
             start_line = Some(line);
+        }
+        if is_word_start(&chars, i) {
+            let mut j = i;
+            while j < chars.len() && is_word_char(chars[j]) {
+                j += 1;
+            }
+            // A string's prefix (E'..', B'..', X'..', N'..') is lexed with its quote below.
+            let prefix = j == i + 1
+                && chars.get(j) == Some(&'\'')
+                && matches!(c.to_ascii_uppercase(), 'E' | 'B' | 'X' | 'N');
+            if !prefix {
+                let word: String = chars[i..j].iter().collect();
+                words.word(&word);
+                current.push_str(&word);
+                i = j;
+                continue;
+            }
+        }
+        if !c.is_whitespace() {
+            words.punctuation();
         }
         match c {
             '\'' | '"' => {
@@ -204,6 +234,56 @@ pub fn split(script: &str) -> Result<Vec<Statement>, String> {
     }
     push(&mut current, &mut start_line);
     Ok(statements)
+}
+
+/// The words of the statement being split, as far as `BEGIN ATOMIC` bodies need them.
+#[derive(Debug, Default)]
+struct Words {
+    /// The statement's first word, uppercased.
+    first: Option<String>,
+    /// The previous word, uppercased, when nothing but whitespace and comments followed it.
+    previous: Option<String>,
+    /// Open `BEGIN ATOMIC` and `CASE` blocks: 0 outside a SQL-standard body.
+    depth: usize,
+}
+
+impl Words {
+    fn in_atomic_body(&self) -> bool {
+        self.depth > 0
+    }
+
+    fn word(&mut self, word: &str) {
+        let word = word.to_ascii_uppercase();
+        if self.depth == 0 {
+            if word == "ATOMIC"
+                && self.previous.as_deref() == Some("BEGIN")
+                && self.first.as_deref() == Some("CREATE")
+            {
+                self.depth = 1;
+            }
+        } else if word == "CASE" {
+            self.depth += 1;
+        } else if word == "END" {
+            self.depth -= 1;
+        }
+        self.first.get_or_insert_with(|| word.clone());
+        self.previous = Some(word);
+    }
+
+    fn punctuation(&mut self) {
+        self.previous = None;
+    }
+}
+
+/// True when an identifier or keyword starts at `i`: a letter or `_` that does not continue a
+/// word, a number or a parameter (`$1`).
+fn is_word_start(chars: &[char], i: usize) -> bool {
+    let c = chars[i];
+    (c.is_alphabetic() || c == '_') && (i == 0 || !is_word_char(chars[i - 1]))
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '$'
 }
 
 /// The dollar-quote tag starting at `i` (`$$` or `$name$`), if one starts there. A `$` that
@@ -288,5 +368,80 @@ mod tests {
         let s = split("BEGIN; commit; CREATE TABLE t(); -- x\n start transaction").unwrap();
         let flags: Vec<bool> = s.iter().map(Statement::is_transaction_control).collect();
         assert_eq!(flags, [true, true, false, true]);
+    }
+
+    #[test]
+    fn a_begin_atomic_body_is_one_statement() {
+        let t = texts(
+            "CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql\n\
+             BEGIN ATOMIC\n  SELECT 1;\n  SELECT a + 1;\nEND;\n\
+             SELECT f(1);",
+        );
+        assert_eq!(t.len(), 2, "{t:#?}");
+        assert!(t[0].starts_with("CREATE FUNCTION f"), "{t:#?}");
+        assert!(t[0].ends_with("SELECT a + 1;\nEND"), "{t:#?}");
+        assert_eq!(t[1], "SELECT f(1)");
+    }
+
+    #[test]
+    fn case_inside_a_begin_atomic_body_does_not_end_it() {
+        let t = texts(
+            "CREATE OR REPLACE FUNCTION sign_of(x int) RETURNS int LANGUAGE sql BEGIN ATOMIC\n\
+             SELECT CASE WHEN x > 0 THEN 1 WHEN x < 0 THEN CASE WHEN x < -9 THEN -2 ELSE -1 END ELSE 0 END;\n\
+             END;\nCREATE TABLE after_it (id int);",
+        );
+        assert_eq!(t.len(), 2, "{t:#?}");
+        assert!(t[0].ends_with("ELSE 0 END;\nEND"), "{t:#?}");
+        assert_eq!(t[1], "CREATE TABLE after_it (id int)");
+    }
+
+    #[test]
+    fn lowercase_procedures_with_begin_atomic_are_one_statement() {
+        let t = texts(
+            "create procedure p(v int) language sql begin atomic insert into t values (v); \
+             update t set n = n + 1; end; call p(1);",
+        );
+        assert_eq!(t.len(), 2, "{t:#?}");
+        assert!(t[0].ends_with("set n = n + 1; end"), "{t:#?}");
+        assert_eq!(t[1], "call p(1)");
+    }
+
+    #[test]
+    fn comments_quotes_and_dollar_quotes_near_begin_atomic_are_respected() {
+        let t = texts(
+            "CREATE FUNCTION a() RETURNS text AS $$ SELECT 'begin atomic'; $$ LANGUAGE sql;\n\
+             CREATE FUNCTION b() RETURNS text LANGUAGE sql BEGIN /* between; */ -- and here\n\
+             ATOMIC\n\
+               -- end; in a comment\n\
+               SELECT 'END;' || \"end\" FROM (SELECT 1 AS \"end\", 2 AS end_date, 3 AS case_id) s;\n\
+               /* case */ SELECT $x$ end; $x$;\n\
+             END;\n\
+             CREATE FUNCTION c() RETURNS int AS $body$ BEGIN RETURN 1; END; $body$ LANGUAGE plpgsql;",
+        );
+        assert_eq!(t.len(), 3, "{t:#?}");
+        assert!(t[1].starts_with("CREATE FUNCTION b()"), "{t:#?}");
+        assert!(t[1].ends_with("$x$ end; $x$;\nEND"), "{t:#?}");
+        assert!(t[2].starts_with("CREATE FUNCTION c()"), "{t:#?}");
+    }
+
+    #[test]
+    fn begin_atomic_outside_a_create_and_return_bodies_split_as_usual() {
+        let t = texts(
+            "CREATE FUNCTION inc(a int) RETURNS int LANGUAGE sql RETURN a + 1;\n\
+             SELECT 'begin' AS begin, 1 AS atomic; SELECT CASE WHEN true THEN 1 END;",
+        );
+        assert_eq!(t.len(), 3, "{t:#?}");
+    }
+
+    #[test]
+    fn transaction_control_around_a_begin_atomic_body_is_still_recognised() {
+        let s = split(
+            "BEGIN;\nCREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;\n\
+             END;\nCOMMIT;",
+        )
+        .unwrap();
+        let flags: Vec<bool> = s.iter().map(Statement::is_transaction_control).collect();
+        assert_eq!(flags, [true, false, true, true], "{s:#?}");
+        assert_eq!(s[2].line, 3);
     }
 }

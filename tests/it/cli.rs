@@ -52,6 +52,71 @@ async fn setup_is_idempotent_and_says_so() {
     assert_eq!(applied_by, ["migration_owner"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_migrates_an_existing_database_the_superuser_owns_and_a_rerun_changes_nothing() {
+    // A server of its own: setup creates the cluster-wide roles for good.
+    let settings = rlsgate::Settings::from_env().unwrap();
+    let server = rlsgate::Server::start(&settings).await.unwrap();
+    let superuser = server.superuser_login().user.clone();
+    server
+        .superuser_on("postgres")
+        .await
+        .unwrap()
+        .batch_execute("CREATE DATABASE existing_db")
+        .await
+        .unwrap();
+    let url = server.url(server.superuser_login(), "existing_db");
+    let first = rlsgate::setup::setup(&url).await.unwrap();
+    let text = first.to_string();
+    assert_eq!(first.created_database, None, "{text}");
+    assert_eq!(first.migrations.applied.len(), 5, "{text}");
+    let su = server.superuser_on("existing_db").await.unwrap();
+    let version: i32 = su
+        .query_one(
+            "SELECT current_setting('server_version_num')::int / 10000",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    if version >= 15 {
+        // PUBLIC has no CREATE on public since 15: setup granted it to migration_owner alone.
+        let granted = first.granted_on_public.as_ref().expect("a grant on public");
+        assert_eq!(granted.privileges, ["CREATE"], "{text}");
+        assert!(
+            text.contains(&format!(
+                "granted CREATE ON SCHEMA public TO migration_owner in database existing_db, \
+                 which {superuser} owns"
+            )),
+            "{text}"
+        );
+    }
+    let (owner, applied_by): (String, Vec<String>) = (
+        su.query_one(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = 'existing_db'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0),
+        su.query(
+            "SELECT DISTINCT applied_by FROM public.rlsgate_migrations",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect(),
+    );
+    assert_eq!(owner, superuser, "setup changed the database's owner");
+    assert_eq!(applied_by, ["migration_owner"]);
+    let second = rlsgate::setup::setup(&url).await.unwrap();
+    assert!(!second.changed(), "{second}");
+    assert_eq!(second.granted_on_public, None, "{second}");
+    assert!(second.to_string().contains("nothing to do"), "{second}");
+}
+
 #[test]
 fn setup_refuses_the_maintenance_database() {
     let (code, _, err) = rlsgate(&[

@@ -188,3 +188,125 @@ async fn loading_a_directory_refuses_malformed_files_by_name() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_search_path_set_by_one_file_moves_neither_the_ledger_nor_the_next_file() {
+    let server = shared_server().await;
+    let db = server.empty_database().await.unwrap();
+    let mut admin = db.connect(Role::MigrationOwner).await.unwrap();
+    let before: String = admin
+        .query_one("SELECT current_setting('search_path')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let migrations = set(&[
+        (
+            "0001_app.sql",
+            "CREATE SCHEMA app;\nSET search_path = app;\nCREATE TABLE t (id int);\n\
+             CREATE TEMP TABLE scratch (id int);",
+        ),
+        (
+            "0002_default.sql",
+            "CREATE TABLE u (id int);\nCREATE TEMP TABLE scratch (id int);",
+        ),
+        (
+            "0003_pg_dump.sql",
+            "SELECT pg_catalog.set_config('search_path', '', false);\n\
+             CREATE TABLE public.v (id int);",
+        ),
+        ("0004_default_again.sql", "CREATE TABLE w (id int);"),
+    ]);
+    let applied = migrations
+        .apply(&mut admin, "migration_owner")
+        .await
+        .unwrap();
+    assert_eq!(applied.applied.len(), 4, "{applied}");
+    let row = admin
+        .query_one(
+            "SELECT to_regclass('app.t')::text, to_regclass('public.u')::text,
+                    to_regclass('app.u')::text, to_regclass('public.w')::text",
+            &[],
+        )
+        .await
+        .unwrap();
+    let found: [Option<String>; 4] = [row.get(0), row.get(1), row.get(2), row.get(3)];
+    assert!(found[0].is_some(), "app.t is missing: {found:?}");
+    assert!(found[1].is_some(), "u did not land in public: {found:?}");
+    assert_eq!(found[2], None, "u landed in app: {found:?}");
+    assert!(found[3].is_some(), "w did not land in public: {found:?}");
+    let recorded: Vec<String> = admin
+        .query(
+            "SELECT name FROM public.rlsgate_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            "0001_app.sql",
+            "0002_default.sql",
+            "0003_pg_dump.sql",
+            "0004_default_again.sql"
+        ]
+    );
+    let after: String = admin
+        .query_one("SELECT current_setting('search_path')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        after, before,
+        "the migrations left their search_path behind"
+    );
+    let again = migrations
+        .apply(&mut admin, "migration_owner")
+        .await
+        .unwrap();
+    assert_eq!(again.to_string(), "no new migrations (4 already applied)");
+}
+
+#[tokio::test]
+async fn sql_standard_function_and_procedure_bodies_apply_on_the_server() {
+    let server = shared_server().await;
+    let db = server.empty_database().await.unwrap();
+    let mut admin = db.connect(Role::MigrationOwner).await.unwrap();
+    let migrations = set(&[
+        (
+            "0001_bodies.sql",
+            "CREATE TABLE counts (n int NOT NULL);\n\
+             -- a SQL-standard body; its inner semicolons do not end the CREATE\n\
+             CREATE FUNCTION sign_of(x int) RETURNS int LANGUAGE sql IMMUTABLE\n\
+             BEGIN ATOMIC\n\
+               SELECT CASE WHEN x > 0 THEN 1 WHEN x < 0 THEN -1 ELSE 0 END;\n\
+             END;\n\
+             create procedure bump(by int) language sql\n\
+             begin atomic\n\
+               insert into counts values (by);\n\
+               update counts set n = n + case when by > 0 then 0 else 1 end;\n\
+             end;\n\
+             CREATE FUNCTION plain() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;",
+        ),
+        ("0002_use.sql", "CALL bump(2);\nCALL bump(-3);"),
+    ]);
+    let applied = migrations
+        .apply(&mut admin, "migration_owner")
+        .await
+        .unwrap();
+    assert_eq!(applied.applied, ["0001_bodies.sql", "0002_use.sql"]);
+    let row = admin
+        .query_one(
+            "SELECT sign_of(-7), sign_of(0), sign_of(4), plain(),
+                    (SELECT array_agg(n ORDER BY n) FROM counts)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let signs: (i32, i32, i32, i32) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(signs, (-1, 0, 1, 1));
+    let counts: Vec<i32> = row.get(4);
+    assert_eq!(counts, [-2, 3]);
+}
