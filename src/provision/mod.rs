@@ -516,8 +516,9 @@ impl Server {
         format!("rlsgate_{}_{what}{n}", self.inner.run_id)
     }
 
-    /// Whether `name` has the form of [`Server::database_name`]: a database some run of
-    /// rlsgate created (`rlsgate clean --database-url` drops only these).
+    /// Whether `name` has the form of the names a run gives its databases
+    /// (`rlsgate_<run>_<what><n>`): a database some run of rlsgate created (`rlsgate clean
+    /// --database-url` drops only these).
     pub fn is_run_database(name: &str) -> bool {
         let Some(rest) = name.strip_prefix("rlsgate_") else {
             return false;
