@@ -130,6 +130,75 @@ impl Probed {
     fn from_error(e: &tokio_postgres::Error) -> Self {
         Self::Error(Refused::of(e))
     }
+
+    /// What this outcome of a statement the runtime must not get through (a write aimed at
+    /// another tenant's rows, a read or write with no tenant context) says about `relation`'s
+    /// privileges and row policies. Only a privilege or a policy saying no, or nothing
+    /// affected, is [`Decision::Refused`]; a failure of any other kind decides nothing.
+    pub(crate) fn decide(&self, relation: &str) -> Decision {
+        match self {
+            Self::Rows(0) => Decision::Refused,
+            Self::Rows(_) => Decision::LetThrough,
+            Self::Error(r) if r.by_privilege_or_policy() => Decision::Refused,
+            Self::Error(r) if r.stopped_only_by_unique_key_of(relation) => Decision::LetThrough,
+            Self::Error(r) if r.kind.is_undecided() => Decision::Interrupted,
+            Self::Error(_) => Decision::FailedOtherwise,
+        }
+    }
+}
+
+impl std::fmt::Display for Probed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Rows(n) => write!(f, "{n} row(s)"),
+            Self::Error(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+/// What a probe's outcome says about the thing under test ([`Probed::decide`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// A privilege or a row policy refused it (42501), or it affected nothing.
+    Refused,
+    /// It went through: rows affected, or stopped only by a unique key of the relation itself,
+    /// which PostgreSQL checks after the row policies let the row pass.
+    LetThrough,
+    /// Timing or a lost connection ended it.
+    Interrupted,
+    /// It failed for a reason of its own (a CHECK or NOT NULL of the probe's row, a trigger, a
+    /// generated column, a cast): not the refusal under test, unless a control shows that the
+    /// missing tenant context caused it ([`passes_in_context`]).
+    FailedOtherwise,
+}
+
+/// The control of a probe that ran with no tenant context and failed for a reason that may be
+/// its own: `sql` again on `session`, in `tenant`'s context, in a savepoint rolled back. True
+/// when it gets past `relation`'s row policies there (rows, or a unique key of the relation):
+/// then the probe's failure came from the missing context, a policy (or trigger) that fails
+/// closed by raising, such as `current_setting(name)` without `missing_ok`.
+///
+/// # Errors
+/// A database error when the transaction cannot be opened or the context set.
+pub(crate) async fn passes_in_context(
+    session: &mut ProbeSession,
+    subject: &Subject,
+    relation: &str,
+    tenant: &str,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<bool> {
+    let tx = session
+        .client_mut()
+        .transaction()
+        .await
+        .map_err(|e| Error::database("opening a probe's control", e))?;
+    set_context(&tx, subject, tenant).await?;
+    let result = probe_statement(&tx, sql, params).await?;
+    tx.rollback()
+        .await
+        .map_err(|e| Error::database("ending a probe's control", e))?;
+    Ok(result.decide(relation) == Decision::LetThrough)
 }
 
 /// Run `statement` between a savepoint of `tx` and a rollback to it, whatever it does.
@@ -228,19 +297,68 @@ pub async fn sample_row(
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
-/// Rows of `tenant` in `relation`, counted by the oracle.
+/// A row of some tenant other than `a` in `relation`, as the oracle reads it, `b`'s first:
+/// its JSON, its text form (as [`sample_row`] gives them) and its tenant. Rows of tenants
+/// other than the probe's pair (earlier cases' tenants) let a write probe run on a relation
+/// where `b` has no row yet.
+///
+/// # Errors
+/// A database error when the read fails.
+pub(crate) async fn sample_foreign_row(
+    oracle: &Client,
+    relation: &Relation,
+    a: &str,
+    b: &str,
+) -> Result<Option<(String, String, String)>> {
+    let column = relation.tenant_column_sql();
+    let sql = format!(
+        "SELECT row_to_json(t)::text, t::text, {column}::text FROM {} t
+         WHERE {column} IS NOT NULL AND {column}::text <> $1
+         ORDER BY {column}::text = $2 DESC LIMIT 1",
+        relation.name
+    );
+    let row = oracle
+        .query_opt(&sql, &[&a, &b])
+        .await
+        .map_err(|e| Error::database(format!("sampling a row of {}", relation.name), e))?;
+    Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+}
+
+/// What the oracle counts in a relation about one tenant: whether a probe can show a leak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counted {
+    /// Rows of the tenant.
+    pub(crate) own: i64,
+    /// Rows that are not the tenant's (another tenant's, or with no tenant).
+    pub(crate) others: i64,
+    /// Rows with some tenant (the tenant column not NULL).
+    pub(crate) with_tenant: i64,
+}
+
+/// The rows of `relation`, counted by the oracle about `tenant`.
 ///
 /// # Errors
 /// A database error when the count fails.
-pub async fn oracle_count(oracle: &Client, relation: &Relation, tenant: &str) -> Result<i64> {
+pub(crate) async fn oracle_counts(
+    oracle: &Client,
+    relation: &Relation,
+    tenant: &str,
+) -> Result<Counted> {
+    let column = relation.tenant_column_sql();
     let sql = format!(
-        "SELECT count(*) FROM {} WHERE {}::text = $1",
-        relation.name,
-        relation.tenant_column_sql()
+        "SELECT count(*) FILTER (WHERE {column}::text = $1),
+                count(*) FILTER (WHERE {column}::text IS DISTINCT FROM $1),
+                count({column})
+         FROM {}",
+        relation.name
     );
-    Ok(oracle
+    let row = oracle
         .query_one(&sql, &[&tenant])
         .await
-        .map_err(|e| Error::database(format!("counting rows of {}", relation.name), e))?
-        .get(0))
+        .map_err(|e| Error::database(format!("counting rows of {}", relation.name), e))?;
+    Ok(Counted {
+        own: row.get(0),
+        others: row.get(1),
+        with_tenant: row.get(2),
+    })
 }

@@ -59,6 +59,8 @@ pub struct Refused {
     pub column: Option<String>,
     /// The constraint the row broke, for a [`Refusal::Constraint`].
     pub constraint: Option<String>,
+    /// The relation the error names (schema, table), unquoted, when the server named one.
+    pub relation: Option<(String, String)>,
 }
 
 impl Refusal {
@@ -137,7 +139,25 @@ impl Refused {
             described,
             column: db.and_then(|d| d.column()).map(str::to_string),
             constraint: db.and_then(|d| d.constraint()).map(str::to_string),
+            relation: db.and_then(|d| Some((d.schema()?.to_string(), d.table()?.to_string()))),
         }
+    }
+
+    /// Whether a privilege or a policy refused it: the only refusal a probe of a privilege or
+    /// a row policy counts as the thing under test saying no.
+    pub fn by_privilege_or_policy(&self) -> bool {
+        self.kind.is_refused_by_privilege_or_policy()
+    }
+
+    /// Whether a unique key of `relation` itself stopped the row (`relation` written as
+    /// [`Relation::name`](crate::catalog::Relation::name) is). PostgreSQL checks a row against
+    /// the row policies' WITH CHECK before its constraints and unique keys, so such a row got
+    /// past the policies: the policy let it through.
+    pub fn stopped_only_by_unique_key_of(&self, relation: &str) -> bool {
+        self.kind == Refusal::Constraint(Constraint::Unique)
+            && self.relation.as_ref().is_some_and(|(schema, table)| {
+                crate::sql::unquote_qualified(relation) == [schema.as_str(), table.as_str()]
+            })
     }
 }
 

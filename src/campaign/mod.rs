@@ -207,6 +207,12 @@ pub(crate) trait Kind {
     /// The probes and the property, as `runtime`.
     async fn exercise(&mut self, run: &mut Run<'_>, runtime: &Config) -> Result<()>;
 
+    /// Whether `relation` is already inconclusive for a reason of the kind's (its rows could
+    /// not be seeded), so the probes' coverage leaves it out.
+    fn unjudged(&self, _relation: &str) -> bool {
+        false
+    }
+
     /// Remove what the run wrote into an existing database.
     async fn cleanup(&mut self, run: &Run<'_>) -> Result<()>;
 
@@ -255,7 +261,11 @@ async fn exercise<K: Kind>(p: &Prepared, run: &mut Run<'_>, kind: &mut K) -> Res
     let runtime = p.target.config(Role::Runtime).await?;
     run.ledger
         .record_all(runtime_lacks_ddl::check(&runtime, &run.subject, &run.relations).await?);
-    kind.exercise(run, &runtime).await
+    kind.exercise(run, &runtime).await?;
+    let unjudged = |relation: &str| kind.unjudged(relation);
+    let uncovered = probes::coverage(&run.ledger, &run.relations, &unjudged);
+    run.ledger.record_all(uncovered);
+    Ok(())
 }
 
 async fn server_version(oracle: &Client) -> Result<String> {

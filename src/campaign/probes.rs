@@ -8,8 +8,8 @@ use tokio_postgres::{Client, Config};
 use crate::catalog::{Relation, identity, policies, privileges};
 use crate::error::Result;
 use crate::invariants::{
-    Ledger, Observation, context_hygiene, least_privilege, no_context_closed, rls_coverage,
-    runtime_identity, tenant_isolation, write_check,
+    InvariantId, Ledger, Observation, Undecided, context_hygiene, least_privilege,
+    no_context_closed, rls_coverage, runtime_identity, tenant_isolation, write_check,
 };
 use crate::probe::ProbeSession;
 use crate::report::StaticEvidence;
@@ -58,27 +58,105 @@ pub(crate) async fn tenant_probes(
     out.extend(tenant_isolation::check_functions(session, subject, tenants).await?);
     if let [a, b, ..] = tenants {
         out.extend(write_check::check(session, oracle, subject, relations, a, b).await?);
-        out.extend(no_context_closed::check(runtime, oracle, subject, relations, a).await?);
+        out.extend(
+            no_context_closed::check(runtime, session, oracle, subject, relations, a).await?,
+        );
     }
     Ok(out)
 }
 
+/// What the probes never decided: a tenant table the runtime can read that no READ saw with
+/// another tenant's row in it (no leak could show), or that no NOCTX probe decided; one it can
+/// write that no write probe decided. Each is inconclusive, so a run never passes on a relation
+/// nothing was checked on. Partitions are judged through their parent, views by their own
+/// READ; `unjudged` relations (rows that could not be seeded) are already inconclusive.
+pub(crate) fn coverage(
+    ledger: &Ledger,
+    relations: &[Relation],
+    unjudged: &dyn Fn(&str) -> bool,
+) -> Vec<Observation> {
+    let mut out = Vec::new();
+    for rel in relations.iter().filter(|r| {
+        r.is_tenant_relation()
+            && matches!(r.kind, 'r' | 'p')
+            && !r.is_partition
+            && !unjudged(&r.name)
+    }) {
+        let mut expect = |invariant, probe: &str, applies: bool, why: &str| {
+            if applies && !ledger.decided(invariant, &rel.name, probe) {
+                out.push(
+                    Observation::inconclusive(
+                        invariant,
+                        Undecided::NothingToCheck,
+                        format!("{probe}-coverage"),
+                        format!("{why} {}, so no probe could show a leak there", rel.name),
+                    )
+                    .on(rel.name.clone()),
+                );
+            }
+        };
+        expect(
+            InvariantId::TenantIsolation,
+            "READ",
+            rel.runtime_can_select,
+            "no other tenant's row was in",
+        );
+        expect(
+            InvariantId::NoContextClosed,
+            "NOCTX",
+            rel.runtime_can_select || rel.runtime_can_insert,
+            "no tenant's row was in",
+        );
+        expect(
+            InvariantId::WriteCheck,
+            "",
+            rel.runtime_can_insert || rel.runtime_can_update || rel.runtime_can_delete,
+            "no write into another tenant's rows could be tried on",
+        );
+    }
+    out
+}
+
 /// The probes of the connections `pool` hands out (a connection a fault killed is replaced
 /// first, as a task would replace it): each carries no tenant context (`context-hygiene`) and
-/// is the runtime (`runtime-identity`). Nothing when the pool never opened a connection.
+/// is the runtime (`runtime-identity`). `control` (a runtime session of its own) and `tenant`
+/// tell a read that fails closed from one that fails for its own reasons. Nothing when the
+/// pool never opened a connection; a connection the pool cannot hand out again is
+/// inconclusive, never dropped silently.
 ///
 /// # Errors
 /// A harness error when a probe cannot run at all.
 pub(crate) async fn pool_probes(
     pool: &Pool,
+    oracle: &Client,
+    control: &mut ProbeSession,
     subject: &Subject,
     relations: &[Relation],
+    tenant: Option<&str>,
 ) -> Result<Vec<Observation>> {
+    let opened = pool.status().size;
     let objects = live_connections(pool).await;
     let clients: Vec<&Client> = objects.iter().map(|o| &***o).collect();
     let mut out = Vec::new();
+    if clients.len() < opened {
+        let why = match pool.get().await {
+            Err(e) => e.to_string(),
+            Ok(_) => "it failed, then came back".to_string(),
+        };
+        out.push(Observation::inconclusive(
+            InvariantId::ContextHygiene,
+            Undecided::Interrupted,
+            "POOL-login",
+            format!(
+                "{} of the pool's {opened} connections could not be handed out again, so they were not probed: {why}",
+                opened - clients.len()
+            ),
+        ));
+    }
     if !clients.is_empty() {
-        out.extend(context_hygiene::check(&clients, subject, relations).await?);
+        out.extend(
+            context_hygiene::check(&clients, oracle, control, subject, relations, tenant).await?,
+        );
         out.extend(runtime_identity::check_connections(&clients, subject).await?);
     }
     Ok(out)

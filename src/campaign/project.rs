@@ -281,9 +281,22 @@ impl Kind for Project<'_> {
         }
         let pool = pool(runtime, self.options.pool_size)?;
         self.dml_property(run, &pool).await?;
-        run.ledger
-            .record_all(probes::pool_probes(&pool, &run.subject, &probed).await?);
+        run.ledger.record_all(
+            probes::pool_probes(
+                &pool,
+                &run.oracle,
+                &mut session,
+                &run.subject,
+                &probed,
+                tenants.first().map(|t| t.0.as_str()),
+            )
+            .await?,
+        );
         Ok(())
+    }
+
+    fn unjudged(&self, relation: &str) -> bool {
+        self.seeder.failures().contains_key(relation)
     }
 
     /// Remove every tenant and row this check wrote into an existing database.

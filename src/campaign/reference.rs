@@ -260,7 +260,15 @@ impl<'o> Reference<'o> {
             .await?,
         );
         observations.extend(
-            probes::pool_probes(ex.executor.worker().pool(), &run.subject, &run.relations).await?,
+            probes::pool_probes(
+                ex.executor.worker().pool(),
+                &run.oracle,
+                session,
+                &run.subject,
+                &run.relations,
+                tenants.first().map(|t| t.0.as_str()),
+            )
+            .await?,
         );
         self.count(&plan, &history, &observations);
         self.case_time += started.elapsed();

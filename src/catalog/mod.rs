@@ -39,6 +39,11 @@ pub struct Relation {
     pub runtime_can_delete: bool,
     /// Whether a view is declared `security_invoker` (PostgreSQL 15+).
     pub security_invoker: bool,
+    /// The columns an INSERT may name, quoted, in order (generated columns left out).
+    pub insertable_columns: Vec<String>,
+    /// Whether a column is `GENERATED ALWAYS AS IDENTITY` (an INSERT naming it needs
+    /// `OVERRIDING SYSTEM VALUE`).
+    pub identity_always: bool,
 }
 
 impl Relation {
@@ -53,6 +58,23 @@ impl Relation {
             .as_deref()
             .map(crate::sql::quote_ident)
             .unwrap_or_default()
+    }
+
+    /// An INSERT of a copy of a row given as JSON text in `$1` (`row_to_json` of a row of this
+    /// relation): every column an INSERT may name, generated ones left to the server, identity
+    /// values kept (`OVERRIDING SYSTEM VALUE`), so that only the policies, privileges, keys,
+    /// checks and triggers under test can refuse it.
+    pub fn copy_row_sql(&self) -> String {
+        let columns = self.insertable_columns.join(", ");
+        format!(
+            "INSERT INTO {name} ({columns}){overriding} SELECT {columns} FROM json_populate_record(NULL::{name}, $1::text::json)",
+            name = self.name,
+            overriding = if self.identity_always {
+                " OVERRIDING SYSTEM VALUE"
+            } else {
+                ""
+            },
+        )
     }
 }
 
@@ -75,7 +97,14 @@ pub async fn relations(oracle: &Client, subject: &Subject) -> Result<Vec<Relatio
                     r.rolname IS NOT NULL AND has_table_privilege(r.oid, c.oid, 'UPDATE'),
                     r.rolname IS NOT NULL AND has_table_privilege(r.oid, c.oid, 'DELETE'),
                     coalesce(c.reloptions::text[] && ARRAY['security_invoker=true', 'security_invoker=on', 'security_invoker=1'], false),
-                    c.relispartition
+                    c.relispartition,
+                    coalesce((SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum)
+                              FROM pg_attribute a
+                              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                                AND a.attgenerated = ''), '{}'),
+                    EXISTS (SELECT 1 FROM pg_attribute a
+                            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                              AND a.attidentity = 'a')
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
              LEFT JOIN pg_roles r ON r.rolname = $3
@@ -101,6 +130,8 @@ pub async fn relations(oracle: &Client, subject: &Subject) -> Result<Vec<Relatio
             runtime_can_update: r.get(8),
             runtime_can_delete: r.get(9),
             security_invoker: r.get(10),
+            insertable_columns: r.get(12),
+            identity_always: r.get(13),
         })
         .collect())
 }

@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 use crate::catalog::Relation;
 use crate::error::{Error, Result};
 use crate::invariants::{InvariantId, Observation, Undecided};
+use crate::probe::{Decision, ProbeSession, Probed, oracle_counts, passes_in_context};
 use crate::refusal::{Refusal, Refused};
 use crate::subject::Subject;
 
@@ -14,19 +15,32 @@ const ID: InvariantId = InvariantId::ContextHygiene;
 
 /// On each of the pool's `connections` (outside any transaction, as the next task would get
 /// it): the tenant setting must be unset or empty, and a read that sets no context must see no
-/// tenant rows.
+/// tenant rows of the first tenant relation the runtime can read that holds some. A read that
+/// fails holds only when a privilege or policy refused it, or when `control` (a runtime
+/// session of its own) reads the relation in `tenant`'s context (when there is one): then the missing context made
+/// it fail (a policy that fails closed by raising).
 ///
 /// # Errors
 /// A database error when a connection cannot be queried.
 pub async fn check(
     connections: &[&Client],
+    oracle: &Client,
+    control: &mut ProbeSession,
     subject: &Subject,
     relations: &[Relation],
+    tenant: Option<&str>,
 ) -> Result<Vec<Observation>> {
     let mut out = Vec::new();
-    let probe_rel = relations
+    let mut probe_rel = None;
+    for r in relations
         .iter()
-        .find(|r| r.is_tenant_relation() && r.runtime_can_select && matches!(r.kind, 'r' | 'p'));
+        .filter(|r| r.is_tenant_relation() && r.runtime_can_select && matches!(r.kind, 'r' | 'p'))
+    {
+        if oracle_counts(oracle, r, "").await?.with_tenant > 0 {
+            probe_rel = Some(r);
+            break;
+        }
+    }
     for (i, client) in connections.iter().enumerate() {
         let row = match client
             .query_one(
@@ -73,8 +87,10 @@ pub async fn check(
                 rel.tenant_column_sql()
             );
             let o = match client.query_one(&sql, &[]).await {
-                Err(e) => Observation::holds(ID, "POOL-read")
-                    .with_sqlstate(e.code().map(|c| c.code().to_string())),
+                Err(e) => {
+                    let failed = Probed::Error(Refused::of(&e));
+                    failed_read(control, subject, rel, tenant, &sql, &failed, i).await?
+                }
                 Ok(r) => {
                     let n: i64 = r.get(0);
                     if bypasses {
@@ -104,4 +120,50 @@ pub async fn check(
         }
     }
     Ok(out)
+}
+
+/// A POOL read that failed: refused by a privilege or policy holds; a failure the control
+/// shows the missing context caused holds; anything else is inconclusive.
+async fn failed_read(
+    control: &mut ProbeSession,
+    subject: &Subject,
+    rel: &Relation,
+    tenant: Option<&str>,
+    sql: &str,
+    failed: &Probed,
+    i: usize,
+) -> Result<Observation> {
+    let o = match failed.decide(&rel.name) {
+        Decision::Refused | Decision::LetThrough => Observation::holds(ID, "POOL-read"),
+        Decision::Interrupted => Observation::inconclusive(
+            ID,
+            Undecided::Interrupted,
+            "POOL-read",
+            format!("pooled connection {i}'s read was interrupted: {failed}"),
+        ),
+        Decision::FailedOtherwise
+            if match tenant {
+                Some(t) => passes_in_context(control, subject, &rel.name, t, sql, &[]).await?,
+                None => false,
+            } =>
+        {
+            Observation::new(
+                ID,
+                crate::invariants::Status::Holds,
+                "POOL-read",
+                format!(
+                    "refused by the missing context ({failed}); in a tenant's context the read goes through"
+                ),
+            )
+        }
+        Decision::FailedOtherwise => Observation::inconclusive(
+            ID,
+            Undecided::FailedOtherwise,
+            "POOL-read",
+            format!(
+                "pooled connection {i}'s read failed for a reason of its own, not the policy ({failed}): it fails in a tenant's context too"
+            ),
+        ),
+    };
+    Ok(o.with_sqlstate(failed.sqlstate()))
 }

@@ -16,7 +16,7 @@
 //!
 //! Nothing here starts servers or renders evidence.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -413,16 +413,15 @@ impl Tally {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
     tallies: BTreeMap<InvariantId, Tally>,
+    /// (invariant, relation, probe) of every observation that decided something (held or
+    /// violated), for [`Ledger::decided`].
+    #[serde(skip)]
+    decided: BTreeSet<(InvariantId, String, String)>,
 }
 
 impl Default for Ledger {
     fn default() -> Self {
-        Self {
-            tallies: InvariantId::ALL
-                .into_iter()
-                .map(|i| (i, Tally::default()))
-                .collect(),
-        }
+        Self::scoped(InvariantId::ALL)
     }
 }
 
@@ -435,11 +434,21 @@ impl Ledger {
                 .into_iter()
                 .map(|i| (i, Tally::default()))
                 .collect(),
+            decided: BTreeSet::new(),
         }
     }
 
     /// Count `observation` against its invariant.
     pub fn record(&mut self, observation: Observation) {
+        if let (Status::Holds | Status::Violated, Some(relation)) =
+            (observation.status, &observation.relation)
+        {
+            self.decided.insert((
+                observation.invariant,
+                relation.clone(),
+                observation.probe.clone(),
+            ));
+        }
         let tally = self.tallies.entry(observation.invariant).or_default();
         tally.checks += 1;
         match observation.status {
@@ -476,6 +485,15 @@ impl Ledger {
         InvariantId::ALL
             .into_iter()
             .filter_map(|i| self.tallies.get(&i).map(|t| (i, t)))
+    }
+
+    /// Whether some probe whose name starts with `probe` decided `invariant` (held or was
+    /// violated) on `relation`.
+    pub fn decided(&self, invariant: InvariantId, relation: &str, probe: &str) -> bool {
+        self.decided
+            .range((invariant, relation.to_string(), String::new())..)
+            .take_while(|(i, r, _)| *i == invariant && r == relation)
+            .any(|(_, _, p)| p.starts_with(probe))
     }
 
     /// The invariants violated so far.

@@ -45,6 +45,9 @@ struct Probe {
     /// A query of one text value read before and after the statements: when the statements
     /// succeed but leave it unchanged, the probe had no effect.
     effect: Option<String>,
+    /// SQLSTATEs the server raises only once the privilege check passed (TRUNCATE of a table a
+    /// foreign key references: 0A000): they prove the runtime holds the privilege.
+    past_privilege_check: &'static [&'static str],
 }
 
 impl Probe {
@@ -55,6 +58,7 @@ impl Probe {
             what,
             statements: vec![sql],
             effect: None,
+            past_privilege_check: &[],
         }
     }
 
@@ -163,12 +167,15 @@ fn probes(subject: &Subject, relations: &[Relation], tag: &str) -> Vec<Probe> {
             format!("drop {name}"),
             format!("DROP TABLE {name} CASCADE"),
         ));
-        out.push(Probe::new(
-            "DDL:TRUNCATE",
-            name,
-            format!("truncate {name}, every tenant's rows at once (TRUNCATE ignores RLS)"),
-            format!("TRUNCATE {name}"),
-        ));
+        out.push(Probe {
+            past_privilege_check: &["0A000"],
+            ..Probe::new(
+                "DDL:TRUNCATE",
+                name,
+                format!("truncate {name}, every tenant's rows at once (TRUNCATE ignores RLS)"),
+                format!("TRUNCATE {name}"),
+            )
+        });
         let mut grant = Probe::new(
             "ESCALATION:GRANT",
             name,
@@ -189,6 +196,7 @@ fn probes(subject: &Subject, relations: &[Relation], tag: &str) -> Vec<Probe> {
                 format!("SELECT count(*) FROM {name}"),
             ],
             effect: None,
+            past_privilege_check: &[],
         });
     }
     out
@@ -197,8 +205,11 @@ fn probes(subject: &Subject, relations: &[Relation], tag: &str) -> Vec<Probe> {
 /// How one probe ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ending {
-    /// The server refused a statement.
+    /// A privilege (or a policy) refused a statement: the refusal under test.
     Refused(Refused),
+    /// The privilege check passed and something else stopped the statement (a foreign key
+    /// stopping a TRUNCATE): the runtime holds the privilege.
+    PastPrivilegeCheck(Refused),
     /// Every statement succeeded.
     Accepted,
     /// Every statement succeeded but changed nothing.
@@ -207,20 +218,39 @@ enum Ending {
     Undecided(Undecided, String, Option<String>),
 }
 
-/// How a statement the server answered with an error ended: undecided when timing or the
-/// connection decided it ([`Refusal::is_undecided`]), else refused. `None` when the server
-/// did not answer.
-fn ending_of_error(e: &tokio_postgres::Error) -> Option<Ending> {
+/// How a statement of `probe` the server answered with an error ended: undecided when timing
+/// or the connection decided it ([`Refusal::is_undecided`]), refused when a privilege (or
+/// policy) did, past the privilege check for the SQLSTATEs that prove it, and undecided
+/// otherwise: a statement that failed for a reason of its own proves nothing about the
+/// privilege. `None` when the server did not answer.
+///
+/// [`Refusal::is_undecided`]: crate::refusal::Refusal::is_undecided
+fn ending_of_error(probe: &Probe, e: &tokio_postgres::Error) -> Option<Ending> {
     e.as_db_error()?;
     let refused = Refused::of(e);
+    let state = refused.sqlstate.clone();
     Some(if refused.kind.is_undecided() {
         Ending::Undecided(
             Undecided::Interrupted,
             format!("interrupted: {}", refused.described),
-            refused.sqlstate,
+            state,
         )
-    } else {
+    } else if refused.by_privilege_or_policy() {
         Ending::Refused(refused)
+    } else if state
+        .as_deref()
+        .is_some_and(|s| probe.past_privilege_check.contains(&s))
+    {
+        Ending::PastPrivilegeCheck(refused)
+    } else {
+        Ending::Undecided(
+            Undecided::FailedOtherwise,
+            format!(
+                "it failed for another reason than a missing privilege: {}",
+                refused.described
+            ),
+            state,
+        )
     })
 }
 
@@ -251,7 +281,7 @@ async fn body(
     };
     for statement in &probe.statements {
         if let Err(e) = client.batch_execute(statement).await {
-            return ending_of_error(&e).ok_or(e);
+            return ending_of_error(probe, &e).ok_or(e);
         }
     }
     if let Some(q) = &probe.effect {
@@ -309,6 +339,16 @@ fn observation(probe: &Probe, ending: Ending, runtime: &str) -> Observation {
                 probe.what
             ),
         ),
+        Ending::PastPrivilegeCheck(refused) => Observation::violated(
+            ID,
+            probe.name,
+            format!(
+                "{runtime} holds the privilege to {}: the server checked it and let it pass; only this stopped it: {}",
+                probe.what, refused.message
+            ),
+        )
+        .with_sqlstate(refused.sqlstate)
+        .with_statement(probe.statement()),
         Ending::Accepted => Observation::violated(
             ID,
             probe.name,
@@ -400,6 +440,8 @@ mod tests {
             runtime_can_update: false,
             runtime_can_delete: false,
             security_invoker: false,
+            insertable_columns: Vec::new(),
+            identity_always: false,
         }
     }
 
@@ -491,6 +533,7 @@ mod tests {
                 described: "permission denied [SQLSTATE 42501]".into(),
                 column: None,
                 constraint: None,
+                relation: None,
             }),
             "app_user",
         );

@@ -7,7 +7,7 @@ use crate::catalog::Relation;
 use crate::error::{Error, Result};
 use crate::invariants::{InvariantId, Observation, Undecided};
 use crate::probe::ProbeSession;
-use crate::probe::{oracle_count, probe_count, set_context};
+use crate::probe::{Decision, oracle_counts, probe_count, set_context};
 use crate::subject::Subject;
 
 const ID: InvariantId = InvariantId::TenantIsolation;
@@ -32,7 +32,7 @@ pub async fn check(
             .filter(|r| r.is_tenant_relation() && r.runtime_can_select)
         {
             let column = rel.tenant_column_sql();
-            let truth = oracle_count(oracle, rel, tenant).await?;
+            let truth = oracle_counts(oracle, rel, tenant).await?;
             let bypass = session.bypass(&rel.name);
             let role = session.role().to_string();
             let tx = session
@@ -52,18 +52,26 @@ pub async fn check(
             tx.rollback()
                 .await
                 .map_err(|e| Error::database("ending a READ probe", e))?;
+            // With no other tenant's row in the relation no leak can show: only the tenant's
+            // own rows are judged (READ-OWN), and a relation never READ with something to
+            // leak is inconclusive at the end of the run (`campaign::probes::coverage`).
+            let probe = if truth.others > 0 { "READ" } else { "OWN-ROWS" };
             let observation = match counted {
                 Err(p) => Observation::inconclusive(
                     ID,
-                    Undecided::FailedOtherwise,
-                    "READ",
-                    format!("in tenant {label}'s context the read failed: {p:?}"),
+                    if p.decide(&rel.name) == Decision::Interrupted {
+                        Undecided::Interrupted
+                    } else {
+                        Undecided::FailedOtherwise
+                    },
+                    probe,
+                    format!("in tenant {label}'s context the read failed: {p}"),
                 )
                 .with_sqlstate(p.sqlstate()),
                 Ok(c) if bypass.is_some() => Observation::inconclusive(
                     ID,
                     Undecided::Bypass,
-                    "READ",
+                    probe,
                     format!(
                         "the probe ran as {role}, which {} (saw {} foreign rows in tenant {label}'s context)",
                         bypass.unwrap(),
@@ -72,21 +80,22 @@ pub async fn check(
                 ),
                 Ok(c) if c[0] > 0 => Observation::violated(
                     ID,
-                    "READ",
+                    probe,
                     format!(
                         "in tenant {label}'s context {} shows {} rows of other tenants ({} with a NULL tenant)",
                         rel.name, c[0], c[1]
                     ),
                 ),
-                Ok(c) if c[2] < truth => Observation::violated(
+                Ok(c) if c[2] < truth.own => Observation::violated(
                     ID,
-                    "READ",
+                    probe,
                     format!(
-                        "tenant {label} sees {} of its {truth} rows in {}",
-                        c[2], rel.name
+                        "tenant {label} sees {} of its {} rows in {}",
+                        c[2], truth.own, rel.name
                     ),
                 ),
-                Ok(_) => Observation::holds(ID, "READ"),
+                Ok(_) if truth.others == 0 && truth.own == 0 => continue,
+                Ok(_) => Observation::holds(ID, probe),
             };
             out.push(observation.on(rel.name.clone()).with_statement(sql));
         }
@@ -123,12 +132,27 @@ pub async fn check_functions(
         .collect();
     let mut out = Vec::new();
     for function in functions {
-        let Ok(statement) = session
+        let statement = match session
             .client()
             .prepare(&format!("SELECT * FROM {function}()"))
             .await
-        else {
-            continue;
+        {
+            Ok(statement) => statement,
+            Err(e) => {
+                out.push(
+                    Observation::inconclusive(
+                        ID,
+                        Undecided::FailedOtherwise,
+                        "READ-FN",
+                        format!(
+                            "the call cannot be prepared, so what it returns is unknown: {}",
+                            crate::error::describe_db_error(&e)
+                        ),
+                    )
+                    .on(format!("{function}()")),
+                );
+                continue;
+            }
         };
         let Some(column) = subject.tenant_columns.iter().find(|c| {
             statement
@@ -160,7 +184,7 @@ pub async fn check_functions(
                     ID,
                     Undecided::FailedOtherwise,
                     "READ-FN",
-                    format!("in tenant {label}'s context the call failed: {p:?}"),
+                    format!("in tenant {label}'s context the call failed: {p}"),
                 )
                 .with_sqlstate(p.sqlstate()),
                 Ok(c) if bypass.is_some() => Observation::inconclusive(

@@ -8,60 +8,52 @@ use crate::catalog::Relation;
 use crate::error::{Error, Result};
 use crate::invariants::{InvariantId, Observation, Undecided};
 use crate::probe::ProbeSession;
-use crate::probe::{Probed, oracle_count, probe_statement, sample_row, set_context};
-use crate::refusal::{Constraint, Refusal};
+use crate::probe::{
+    Decision, Probed, oracle_counts, probe_statement, sample_foreign_row, set_context,
+};
 use crate::subject::Subject;
-
-/// A write into another tenant counts as rejected only when a privilege or a policy refused it.
-const BY_PRIVILEGE_OR_POLICY: &[Refusal] = &[Refusal::Privilege, Refusal::Policy];
 
 const ID: InvariantId = InvariantId::WriteCheck;
 
-/// Judge a write aimed at another tenant: rejected (an error, or 0 rows) holds.
+/// Judge a write aimed at another tenant on `relation`: refused by a privilege or a policy, or
+/// affecting nothing, holds; rows affected (or a unique key of the relation as the only
+/// stop) is a violation; anything else decides nothing ([`Probed::decide`]).
 fn judge(
     probe: &str,
+    relation: &str,
     result: &Probed,
     what: &str,
     bypass: Option<String>,
-    rejected_by: &[Refusal],
 ) -> Observation {
-    let o = match (result, bypass) {
-        (Probed::Rows(n), Some(why)) => Observation::inconclusive(
+    let o = match (result.decide(relation), result, bypass) {
+        (_, _, Some(why)) => Observation::inconclusive(
             ID,
             Undecided::Bypass,
             probe,
-            format!("{what}: {n} rows; the probe ran as a role that {why}"),
+            format!("{what}: {result}; the probe ran as a role that {why}"),
         ),
-        (Probed::Error(_), Some(why)) => Observation::inconclusive(
-            ID,
-            Undecided::Bypass,
-            probe,
-            format!("{what}: rejected, but the probe ran as a role that {why}"),
-        ),
-        (Probed::Rows(0), None) => Observation::holds(ID, probe),
-        (Probed::Rows(n), None) => {
+        (Decision::Refused, _, None) => Observation::holds(ID, probe),
+        (Decision::LetThrough, Probed::Rows(n), None) => {
             Observation::violated(ID, probe, format!("{what}: accepted, {n} rows affected"))
         }
-        (Probed::Error(r), None)
-            if r.sqlstate.is_some()
-                && (rejected_by.is_empty() || rejected_by.contains(&r.kind)) =>
-        {
-            Observation::holds(ID, probe)
-        }
-        (Probed::Error(m), None) if m.kind == Refusal::Constraint(Constraint::Unique) => {
-            Observation::violated(
-                ID,
-                probe,
-                format!(
-                    "{what}: the row policy let it through; only a unique key stopped it ({m})"
-                ),
-            )
-        }
-        (Probed::Error(m), None) => Observation::inconclusive(
+        (Decision::LetThrough, Probed::Error(m), None) => Observation::violated(
+            ID,
+            probe,
+            format!("{what}: the row policy let it through; only a unique key stopped it ({m})"),
+        ),
+        (Decision::Interrupted, _, None) => Observation::inconclusive(
+            ID,
+            Undecided::Interrupted,
+            probe,
+            format!("{what}: interrupted: {result}"),
+        ),
+        (Decision::FailedOtherwise, _, None) => Observation::inconclusive(
             ID,
             Undecided::FailedOtherwise,
             probe,
-            format!("{what}: failed for another reason than the row policy: {m}"),
+            format!(
+                "{what}: failed for another reason than a privilege or the row policy: {result}"
+            ),
         ),
     };
     o.with_sqlstate(result.sqlstate())
@@ -90,8 +82,12 @@ pub async fn check(
     }) {
         let bypass = session.bypass(&rel.name).map(|b| b.to_string());
         let column = rel.tenant_column_sql();
-        let b_row = sample_row(oracle, rel, b_id).await?;
-        let a_rows = oracle_count(oracle, rel, a_id).await?;
+        let b_row = sample_foreign_row(oracle, rel, a_id, b_id).await?;
+        let victim = match &b_row {
+            Some((_, _, owner)) if owner != b_id => format!("another tenant ({owner})"),
+            _ => format!("tenant {b_label}"),
+        };
+        let a_rows = oracle_counts(oracle, rel, a_id).await?.own;
         let column_type = crate::catalog::tenant_column_type(oracle, rel).await?;
         let tx = session
             .client_mut()
@@ -99,15 +95,10 @@ pub async fn check(
             .await
             .map_err(|e| Error::database("opening a write probe", e))?;
         set_context(&tx, subject, a_id).await?;
-        let mut probes: Vec<(String, String, Vec<String>, &[Refusal])> = Vec::new();
-        if let Some((json, text)) = &b_row {
+        let mut probes: Vec<(String, String, Vec<String>)> = Vec::new();
+        if let Some((json, text, _)) = &b_row {
             if rel.runtime_can_insert {
-                probes.push((
-                    "INS".into(),
-                    format!("INSERT INTO {} SELECT * FROM json_populate_record(NULL::{}, $1::text::json)", rel.name, rel.name),
-                    vec![json.clone()],
-                    BY_PRIVILEGE_OR_POLICY,
-                ));
+                probes.push(("INS".into(), rel.copy_row_sql(), vec![json.clone()]));
             }
             probes.push((
                 "XDML-UPDATE".into(),
@@ -116,13 +107,11 @@ pub async fn check(
                     rel.name
                 ),
                 vec![text.clone()],
-                &[],
             ));
             probes.push((
                 "XDML-DELETE".into(),
                 format!("DELETE FROM {} t WHERE t::text = $1", rel.name),
                 vec![text.clone()],
-                &[],
             ));
         }
         if rel.runtime_can_update && a_rows > 0 {
@@ -133,23 +122,19 @@ pub async fn check(
                     rel.name
                 ),
                 vec![b_id.clone(), a_id.clone()],
-                BY_PRIVILEGE_OR_POLICY,
             ));
             probes.push((
                 "MOVE-NO-WHERE".into(),
                 format!("UPDATE {} SET {column} = $1::text::{column_type}", rel.name),
                 vec![b_id.clone()],
-                BY_PRIVILEGE_OR_POLICY,
             ));
         }
-        for (probe, sql, params, rejected_by) in probes {
+        for (probe, sql, params) in probes {
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(|p| p as _).collect();
             let result = probe_statement(&tx, &sql, &refs).await?;
             let what = match probe.as_str() {
-                "INS" => {
-                    format!("in tenant {a_label}'s context, insert a row for tenant {b_label}")
-                }
+                "INS" => format!("in tenant {a_label}'s context, insert a row for {victim}"),
                 "MOVE" => {
                     format!("in tenant {a_label}'s context, move its rows to tenant {b_label}")
                 }
@@ -157,14 +142,14 @@ pub async fn check(
                     "in tenant {a_label}'s context, move every visible row to tenant {b_label}"
                 ),
                 "XDML-UPDATE" => format!(
-                    "in tenant {a_label}'s context, update a row of tenant {b_label} by its content"
+                    "in tenant {a_label}'s context, update a row of {victim} by its content"
                 ),
                 _ => format!(
-                    "in tenant {a_label}'s context, delete a row of tenant {b_label} by its content"
+                    "in tenant {a_label}'s context, delete a row of {victim} by its content"
                 ),
             };
             out.push(
-                judge(&probe, &result, &what, bypass.clone(), rejected_by)
+                judge(&probe, &rel.name, &result, &what, bypass.clone())
                     .on(rel.name.clone())
                     .with_statement(sql),
             );

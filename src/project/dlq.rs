@@ -113,17 +113,33 @@ pub(crate) async fn dlq_write(
     tx.rollback()
         .await
         .map_err(|e| Error::database("ending a DLQ-WRITE probe", e))?;
+    // Only a privilege or a policy saying no (or a row swallowed) shows that the runtime
+    // cannot record a failure; a failure of the probe's own row decides nothing.
     let o = match &result {
         Probed::Rows(1) => Observation::holds(id, "DLQ-WRITE"),
-        other => Observation::violated(
+        Probed::Error(r) if r.kind.is_undecided() => Observation::inconclusive(
+            id,
+            Undecided::Interrupted,
+            "DLQ-WRITE",
+            format!("the DLQ write was interrupted: {result}"),
+        ),
+        Probed::Error(r) if !r.by_privilege_or_policy() => Observation::inconclusive(
+            id,
+            Undecided::FailedOtherwise,
+            "DLQ-WRITE",
+            format!(
+                "the probe's DLQ row was refused for a reason of its own, not a privilege or policy, so it shows nothing: {result}"
+            ),
+        ),
+        _ => Observation::violated(
             id,
             "DLQ-WRITE",
             format!(
-                "in tenant {}'s context the runtime cannot record a failure in {table}: {other:?}",
+                "in tenant {}'s context the runtime cannot record a failure in {table}: {result}",
                 tenant.label
             ),
-        )
-        .with_sqlstate(other.sqlstate()),
-    };
+        ),
+    }
+    .with_sqlstate(result.sqlstate());
     Ok(vec![o.on(table).with_statement(sql)])
 }

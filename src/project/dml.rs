@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 use crate::catalog::{self, Relation};
 use crate::error::{Error, Result};
 use crate::invariants::{InvariantId, Observation, Status, Undecided};
-use crate::probe::Probed;
+use crate::probe::{Decision, Probed};
 use crate::project::seed::{SeededTenant, Seeder};
 use crate::refusal::Refused;
 use crate::subject::Subject;
@@ -306,22 +306,27 @@ impl<'a> Sequence<'a> {
                         .insert(key.clone());
                     self.inserted.entry((relation, me)).or_default().push(key);
                 }
-                // Refused by the row policy: the tenant cannot write its own rows, which the
-                // probes cannot judge. Refused by a key or check: nothing to model.
-                Err(why) if why.refused_by_privilege_or_policy() => self.out.push(
+                // The tenant's own row did not go in: nothing the sequence goes on to check
+                // about it can be judged, so say so (refused by the row policy: the tenant
+                // cannot write its own rows; by a key, check or trigger: the generated row).
+                Err(why) => self.out.push(
                     Observation::inconclusive(
                         InvariantId::TenantIsolation,
                         Undecided::FailedOtherwise,
                         "DML-INSERT",
                         format!(
-                            "tenant {}'s own row was refused by the row policy: {why}",
-                            actor.label
+                            "tenant {}'s own row was refused{}: {why}",
+                            actor.label,
+                            if why.refused_by_privilege_or_policy() {
+                                " by the row policy"
+                            } else {
+                                ""
+                            }
                         ),
                     )
                     .on(name.clone())
                     .with_statement(sql),
                 ),
-                Err(_) => {}
             }
             return Ok(true);
         }
@@ -413,11 +418,35 @@ impl<'a> Sequence<'a> {
         let ended = execute(client, self.subject, actor, &sql, &key).await?;
         self.transcript
             .statement(actor, self.subject, &sql, &key, &describe(&ended));
-        let o = match (action.op, ended) {
-            (Op::MoveOwn(_), Probed::Rows(0)) | (Op::MoveOwn(_), Probed::Error(_)) => {
+        let o = match (action.op, ended.decide(&name), ended) {
+            (Op::MoveOwn(_), Decision::Refused, _) => {
                 Observation::holds(InvariantId::WriteCheck, probe).on(name.clone())
             }
-            (Op::MoveOwn(_), Probed::Rows(_)) => {
+            (Op::MoveOwn(_), Decision::LetThrough, Probed::Error(m)) => Observation::violated(
+                InvariantId::WriteCheck,
+                probe,
+                format!(
+                    "in tenant {}'s context, the row policy let its row {key} of {name} move to tenant {}; only a unique key stopped it ({m})",
+                    actor.label, victim.label
+                ),
+            )
+            .on(name.clone())
+            .with_statement(sql),
+            (Op::MoveOwn(_), Decision::Interrupted | Decision::FailedOtherwise, ended) => {
+                Observation::inconclusive(
+                    InvariantId::WriteCheck,
+                    Undecided::FailedOtherwise,
+                    probe,
+                    format!(
+                        "moving tenant {}'s row {key} of {name} failed for another reason than a privilege or the row policy: {ended}",
+                        actor.label
+                    ),
+                )
+                .on(name.clone())
+                .with_sqlstate(ended.sqlstate())
+                .with_statement(sql)
+            }
+            (Op::MoveOwn(_), Decision::LetThrough, Probed::Rows(_)) => {
                 self.model.entry((relation, me)).or_default().remove(&key);
                 self.model
                     .entry((relation, other))
@@ -438,7 +467,7 @@ impl<'a> Sequence<'a> {
                 .on(name.clone())
                 .with_statement(sql)
             }
-            (_, Probed::Rows(1)) => {
+            (_, _, Probed::Rows(1)) => {
                 if matches!(action.op, Op::DeleteOwn(_)) {
                     self.model.entry((relation, me)).or_default().remove(&key);
                     self.inserted
@@ -448,7 +477,7 @@ impl<'a> Sequence<'a> {
                 }
                 Observation::holds(InvariantId::TenantIsolation, probe).on(name.clone())
             }
-            (_, ended) => Observation::violated(
+            (_, _, ended) => Observation::violated(
                 InvariantId::TenantIsolation,
                 probe,
                 format!(
@@ -516,8 +545,8 @@ impl<'a> Sequence<'a> {
         let ended = execute(client, self.subject, actor, &sql, &key).await?;
         self.transcript
             .statement(actor, self.subject, &sql, &key, &describe(&ended));
-        let o = match ended {
-            Probed::Rows(n) if n > 0 => {
+        let o = match (ended.decide(&name), &ended) {
+            (Decision::LetThrough, Probed::Rows(n)) => {
                 if delete {
                     self.model
                         .entry((relation, other))
@@ -536,7 +565,29 @@ impl<'a> Sequence<'a> {
                 )
                 .with_statement(sql)
             }
-            _ => Observation::holds(InvariantId::WriteCheck, probe),
+            (Decision::LetThrough, Probed::Error(m)) => Observation::violated(
+                InvariantId::WriteCheck,
+                probe,
+                format!(
+                    "in tenant {}'s context, the row policy let a {} of tenant {}'s row in {name} through; only a unique key stopped it ({m})",
+                    actor.label,
+                    if delete { "delete" } else { "update" },
+                    victim.label
+                ),
+            )
+            .with_statement(sql),
+            (Decision::Refused, _) => Observation::holds(InvariantId::WriteCheck, probe),
+            (Decision::Interrupted | Decision::FailedOtherwise, _) => Observation::inconclusive(
+                InvariantId::WriteCheck,
+                Undecided::FailedOtherwise,
+                probe,
+                format!(
+                    "in tenant {}'s context, the write aimed at tenant {}'s row failed for another reason than a privilege or the row policy: {ended}",
+                    actor.label, victim.label
+                ),
+            )
+            .with_sqlstate(ended.sqlstate())
+            .with_statement(sql),
         };
         self.out.push(o.on(name));
         Ok(true)
