@@ -161,3 +161,71 @@ pub(crate) async fn pool_probes(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invariants::Status;
+
+    fn table(name: &str, select: bool, insert: bool) -> Relation {
+        Relation {
+            name: name.into(),
+            kind: 'r',
+            tenant_column: Some("tenant_id".into()),
+            is_partition: false,
+            rls_enabled: true,
+            rls_forced: true,
+            owner: "owner".into(),
+            runtime_can_select: select,
+            runtime_can_insert: insert,
+            runtime_can_update: false,
+            runtime_can_delete: false,
+            security_invoker: false,
+            insertable_columns: Vec::new(),
+            identity_always: false,
+        }
+    }
+
+    #[test]
+    fn a_table_no_probe_decided_is_inconclusive_and_a_decided_one_is_not() {
+        let relations = [
+            table("public.a", true, true),
+            table("public.b", true, false),
+        ];
+        let mut ledger = Ledger::default();
+        // public.a: READ only judged the tenant's own rows, nothing more.
+        ledger.record(Observation::holds(InvariantId::TenantIsolation, "OWN-ROWS").on("public.a"));
+        ledger.record(
+            Observation::holds(InvariantId::NoContextClosed, "NOCTX-never-set").on("public.a"),
+        );
+        ledger.record(Observation::holds(InvariantId::WriteCheck, "INS").on("public.a"));
+        // public.b: decided everywhere it applies; an inconclusive READ decides nothing.
+        ledger.record(Observation::holds(InvariantId::TenantIsolation, "READ").on("public.b"));
+        ledger.record(
+            Observation::violated(InvariantId::NoContextClosed, "NOCTX-set-then-ended", "x")
+                .on("public.b"),
+        );
+        let gaps = coverage(&ledger, &relations, &|_| false);
+        let got: Vec<_> = gaps
+            .iter()
+            .map(|o| {
+                (
+                    o.invariant,
+                    o.relation.as_deref().unwrap(),
+                    o.status,
+                    o.undecided,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [(
+                InvariantId::TenantIsolation,
+                "public.a",
+                Status::Inconclusive,
+                Some(Undecided::NothingToCheck)
+            )]
+        );
+        assert!(coverage(&ledger, &relations, &|r| r == "public.a").is_empty());
+    }
+}

@@ -11,6 +11,7 @@ mod campaign; // the reference holds under every fault; each variant is caught b
 mod cli; // the binary: setup is idempotent, run prints a verdict
 mod evidence; // snapshots of every artifact; same seed, same evidence; evidence --from
 mod migrations; // as migration_owner, atomic per file, checksummed, re-runnable
+mod probes; // no false pass: a probe holds only when the thing under test refused it
 mod project; // bring your own schema: examples hold, broken copies caught, bad configs named
 mod static_checks; // least-privilege, rls-coverage, runtime-identity, runtime-lacks-ddl: reference holds, breakages caught
 mod support; // fixtures: settings, the shared server, a fresh database
