@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The top-level modules, lowest layer first: a module may use only the modules before it.
-const LAYERS: [&str; 28] = [
+const LAYERS: [&str; 29] = [
     "error",
     "sql",
     "secret",
@@ -16,6 +16,7 @@ const LAYERS: [&str; 28] = [
     "roles",
     "migrations",
     "database",
+    "scratch",
     "target",
     "system",
     "workload",

@@ -60,6 +60,7 @@ pub mod provision;
 pub mod refusal;
 pub mod report;
 pub mod roles;
+pub mod scratch;
 pub mod secret;
 pub mod setup;
 mod sql;

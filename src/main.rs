@@ -61,8 +61,9 @@ enum Command {
     /// Check a project described by an rlsgate.toml (--config): its migrations applied into a
     /// fresh database on the selected backend, or the existing database of --database-url.
     /// Without --config: an existing database holding the reference schema (as `rlsgate setup`
-    /// makes it). Either way, fresh tenants of its own that it removes at the end; it never
-    /// changes the schema or roles of an existing database. Exit codes as `run`.
+    /// makes it). An existing database is checked on a scratch copy (CREATE DATABASE ...
+    /// TEMPLATE, dropped afterwards) and never written; --in-place checks it itself with probes
+    /// that roll back. Exit codes as `run`.
     Check {
         /// The project's rlsgate.toml (or a directory holding one); docs/project.md.
         #[arg(long)]
@@ -79,6 +80,12 @@ enum Command {
         /// RLSGATE_BACKEND, else auto).
         #[arg(long)]
         backend: Option<String>,
+        /// Check the existing database itself instead of a scratch copy (when no copy can be
+        /// made, e.g. other sessions are connected): only probes whose writes are rolled back
+        /// run; what commits (the DML property, the worker's workloads) is skipped and its
+        /// invariants are inconclusive.
+        #[arg(long)]
+        in_place: bool,
         #[command(flatten)]
         campaign: CampaignArgs,
     },
@@ -239,13 +246,22 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 database_url,
                 runtime_url,
                 backend,
+                in_place,
                 campaign,
-            } => check_project(&config, database_url, runtime_url, backend, campaign).await,
+            } => {
+                let source = rlsgate::campaign::Source {
+                    database_url,
+                    runtime_url,
+                    in_place,
+                };
+                check_project(&config, source, backend, campaign).await
+            }
             Command::Check {
                 config: None,
                 database_url,
                 runtime_url,
                 backend: _,
+                in_place,
                 campaign,
             } => {
                 let env = Settings::from_env()?;
@@ -255,8 +271,12 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                          (or RLSGATE_DATABASE_URL) naming a database with the reference schema"
                     )
                 })?;
-                let runtime_url = runtime_url.or(env.runtime_url);
-                check(&url, runtime_url.as_deref(), campaign).await
+                let source = rlsgate::campaign::Source {
+                    database_url: Some(url),
+                    runtime_url: runtime_url.or(env.runtime_url),
+                    in_place,
+                };
+                check(&source, campaign).await
             }
             Command::Setup { database_url } => {
                 let url = database_url
@@ -345,23 +365,23 @@ async fn run(
     finish(&report, &args.out)
 }
 
-async fn check(
-    url: &str,
-    runtime_url: Option<&str>,
-    args: CampaignArgs,
-) -> anyhow::Result<ExitCode> {
+async fn check(source: &campaign::Source, args: CampaignArgs) -> anyhow::Result<ExitCode> {
     let options = options(&args, &[])?;
-    let report = campaign::check(url, runtime_url, &options).await?;
+    let report = campaign::check(source, &options).await?;
     finish(&report, &args.out)
 }
 
 async fn check_project(
     config: &Path,
-    database_url: Option<String>,
-    runtime_url: Option<String>,
+    source: campaign::Source,
     backend: Option<String>,
     args: CampaignArgs,
 ) -> anyhow::Result<ExitCode> {
+    let campaign::Source {
+        database_url,
+        runtime_url,
+        in_place,
+    } = source;
     let project = rlsgate::project::ProjectConfig::load(config)?;
     let settings = settings(backend, None, None)?;
     // The environment's URLs stand in for the flags; a project with migrations is built from
@@ -397,9 +417,15 @@ async fn check_project(
         options.cases,
         options.seed
     );
+    if in_place && database_url.is_none() {
+        anyhow::bail!(
+            "--in-place checks an existing database: give its --database-url (or RLSGATE_DATABASE_URL)"
+        );
+    }
     let source = rlsgate::project::Source {
         database_url,
         runtime_url,
+        in_place,
     };
     let report = rlsgate::campaign::check_project(&settings, &project, &source, &options).await?;
     finish(&report, &args.out)

@@ -12,6 +12,7 @@ use crate::catalog::privileges::PrivilegeMatrix;
 use crate::history::History;
 use crate::invariants::expected_outcome::outcome_summary;
 use crate::invariants::{InvariantId, Ledger, Observation, Status};
+pub use crate::scratch::Placement;
 use crate::system::Outcome;
 use crate::workload::{Plan, TenantSpec, Workload, model, tenant_label};
 
@@ -183,6 +184,12 @@ pub struct Report {
     pub performance: Performance,
     /// The command that reproduces this run.
     pub reproduce: String,
+    /// How the database was treated (absent: rlsgate built it).
+    #[serde(default, skip_serializing_if = "Placement::is_built")]
+    pub placement: Placement,
+    /// The checks that did not run, and why (an in-place check skips what commits).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
     /// The catalog evidence of the static checks.
     pub evidence: StaticEvidence,
     /// For a project (`rlsgate check --config`): what was discovered and seeded, and the
@@ -213,6 +220,8 @@ impl Report {
             counterexample: None,
             performance: Performance::default(),
             reproduce,
+            placement: Placement::default(),
+            skipped: Vec::new(),
             evidence: StaticEvidence::default(),
             project: None,
         }

@@ -7,6 +7,7 @@ use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::provision::Server;
 use crate::roles::Role;
+use crate::scratch::ScratchCopy;
 
 /// The database under test and how to log in to it.
 #[derive(Debug)]
@@ -71,4 +72,72 @@ impl Target {
         self.server()
             .is_some_and(|s| s.backend() != crate::provision::Backend::External)
     }
+}
+
+/// An existing database, reached: the target (on the scratch copy unless in place), how it is
+/// treated, and the copy to drop when the check ends.
+#[derive(Debug)]
+pub(crate) struct Existing {
+    /// The logins, on the copy when there is one.
+    pub(crate) target: Target,
+    /// A scratch copy, or the database in place.
+    pub(crate) placement: crate::scratch::Placement,
+    /// The copy, when there is one: [`ScratchCopy::remove`] drops it.
+    pub(crate) scratch: Option<ScratchCopy>,
+}
+
+/// Reach the existing database of the superuser `url` (named `flag` in messages), with the
+/// runtime's `runtime_url` when given (it must log in as `runtime_role`, when that is known),
+/// and make the scratch copy every check runs on unless `in_place`.
+///
+/// # Errors
+/// A config error for a malformed or unreachable URL (its password masked), a superuser URL of
+/// a role that is not one, a runtime URL of another role, or a copy that cannot be made (naming
+/// the cause and the ways out).
+pub(crate) async fn existing(
+    url: &str,
+    flag: &str,
+    runtime_url: Option<&str>,
+    runtime_role: Option<&str>,
+    in_place: bool,
+) -> Result<Existing> {
+    let runtime = match runtime_url {
+        None => None,
+        Some(u) => Some(u.parse::<Config>().map_err(|e| {
+            Error::config(format!(
+                "the runtime URL is not a valid PostgreSQL URL ({e}); use postgres://{}:PASSWORD@HOST:PORT/DB",
+                runtime_role.unwrap_or("RUNTIME_ROLE")
+            ))
+        })?),
+    };
+    if let (Some(r), Some(role)) = (&runtime, runtime_role)
+        && r.get_user() != Some(role)
+    {
+        return Err(Error::config(format!(
+            "the runtime URL logs in as {}, but the runtime role is {role}; give the runtime's own login",
+            r.get_user().unwrap_or("(no user)")
+        )));
+    }
+    let (oracle, client) = crate::provision::external::oracle(url, flag).await?;
+    // A database cannot be copied while a session (this one too) is connected to it.
+    drop(client);
+    if in_place {
+        return Ok(Existing {
+            target: Target::Existing { oracle, runtime },
+            placement: crate::scratch::Placement::InPlace,
+            scratch: None,
+        });
+    }
+    let copy = ScratchCopy::of(&oracle).await?;
+    if let Some(r) = &runtime {
+        copy.check_login(r, "the runtime").await?;
+    }
+    Ok(Existing {
+        target: Target::Existing {
+            oracle: copy.login(&oracle),
+            runtime: runtime.as_ref().map(|r| copy.login(r)),
+        },
+        placement: crate::scratch::Placement::ScratchCopy,
+        scratch: Some(copy),
+    })
 }

@@ -16,6 +16,7 @@
 //!    minimal counterexample;
 //! 7. **clean up** what was written to an existing database, and **report**.
 
+mod in_place;
 pub(crate) mod probes;
 mod project;
 mod property;
@@ -34,8 +35,9 @@ use crate::catalog::{self, Relation};
 use crate::error::{Error, Result};
 use crate::invariants::{InvariantId, Ledger, no_runtime_login, runtime_lacks_ddl};
 use crate::provision::Server;
-use crate::report::{Performance, Report, StaticEvidence, TaskCounts, Verdict};
+use crate::report::{Performance, Placement, Report, StaticEvidence, TaskCounts, Verdict};
 use crate::roles::Role;
+use crate::scratch::ScratchCopy;
 use crate::subject::Subject;
 use crate::system::Variant;
 use crate::target::Target;
@@ -159,6 +161,10 @@ struct Prepared {
     runtime_login_hint: &'static str,
     started: Instant,
     ready: Duration,
+    /// How the database is treated.
+    placement: Placement,
+    /// The scratch copy the target is, dropped when the run ends.
+    scratch: Option<ScratchCopy>,
 }
 
 /// The run in progress, handed from stage to stage.
@@ -213,18 +219,37 @@ pub(crate) trait Kind {
         false
     }
 
-    /// Remove what the run wrote into an existing database.
-    async fn cleanup(&mut self, run: &Run<'_>) -> Result<()>;
+    /// What an in-place check skips because it commits: each check in words, and the
+    /// invariants only it decides (inconclusive then).
+    fn skipped_in_place(&self) -> Vec<(&'static str, Vec<InvariantId>)>;
 
     /// Fill in the kind's part of the report.
     fn finish(self, report: &mut Report);
 }
 
-/// Walk the stages over the prepared target `p` with `kind`.
+/// Walk the stages over the prepared target `p` with `kind`, then drop the scratch copy the
+/// target is, if it is one (whatever happened).
 ///
 /// # Errors
 /// A harness error from any stage; findings are in the report.
-async fn drive<K: Kind>(p: Prepared, mut kind: K) -> Result<Report> {
+async fn drive<K: Kind>(mut p: Prepared, kind: K) -> Result<Report> {
+    let scratch = p.scratch.take();
+    let report = walk(&p, kind).await;
+    let Some(copy) = scratch else {
+        return report;
+    };
+    match (copy.remove().await, report) {
+        (Ok(()), report) => report,
+        (Err(e), Ok(_)) => Err(e),
+        (Err(e), Err(first)) => {
+            eprintln!("rlsgate: {e}");
+            Err(first)
+        }
+    }
+}
+
+/// The stages, in order (see the module docs).
+async fn walk<K: Kind>(p: &Prepared, mut kind: K) -> Result<Report> {
     let oracle = Server::connect_with(&p.target.config(Role::Superuser).await?).await?;
     let server_version = server_version(&oracle).await?;
     let mut run = Run {
@@ -238,13 +263,18 @@ async fn drive<K: Kind>(p: Prepared, mut kind: K) -> Result<Report> {
     kind.discover(&mut run).await?;
     let evidence = probes::static_checks(&run.oracle, &run.subject, &mut run.ledger).await?;
     kind.static_checks(&mut run);
-    let exercised = exercise(&p, &mut run, &mut kind).await;
-    kind.cleanup(&run).await?;
-    exercised?;
+    let mut skipped = Vec::new();
+    if p.placement == Placement::InPlace {
+        skipped = in_place::skip(&mut run, &kind);
+        in_place::exercise(p, &mut run).await?;
+    } else {
+        exercise(p, &mut run, &mut kind).await?;
+    }
     let (verdict, invariants) = Report::results(&run.ledger);
-    let mut report = report(&p, server_version, evidence);
+    let mut report = report(p, server_version, evidence);
     report.verdict = verdict;
     report.invariants = invariants;
+    report.skipped = skipped;
     report.performance.elapsed_ms = p.started.elapsed().as_millis() as u64;
     kind.finish(&mut report);
     Ok(report)
@@ -253,19 +283,47 @@ async fn drive<K: Kind>(p: Prepared, mut kind: K) -> Result<Report> {
 /// Seed, then everything that runs as the runtime: inconclusive without its login.
 async fn exercise<K: Kind>(p: &Prepared, run: &mut Run<'_>, kind: &mut K) -> Result<()> {
     kind.seed(run).await?;
-    if !p.target.has_login(Role::Runtime) {
-        run.ledger
-            .record_all(no_runtime_login(p.runtime_login_hint));
+    let Some(runtime) = runtime_login(p, run).await? else {
         return Ok(());
-    }
-    let runtime = p.target.config(Role::Runtime).await?;
-    run.ledger
-        .record_all(runtime_lacks_ddl::check(&runtime, &run.subject, &run.relations).await?);
+    };
     kind.exercise(run, &runtime).await?;
     let unjudged = |relation: &str| kind.unjudged(relation);
     let uncovered = probes::coverage(&run.ledger, &run.relations, &unjudged);
     run.ledger.record_all(uncovered);
     Ok(())
+}
+
+/// The runtime's login, after `runtime-lacks-ddl` ran as it; `None` (every probed invariant
+/// inconclusive) when the target has none.
+async fn runtime_login(p: &Prepared, run: &mut Run<'_>) -> Result<Option<Config>> {
+    if !p.target.has_login(Role::Runtime) {
+        run.ledger
+            .record_all(no_runtime_login(p.runtime_login_hint));
+        return Ok(None);
+    }
+    let runtime = p.target.config(Role::Runtime).await?;
+    run.ledger
+        .record_all(runtime_lacks_ddl::check(&runtime, &run.subject, &run.relations).await?);
+    Ok(Some(runtime))
+}
+
+/// A pool of `size` logins of `login`, as an application keeps one.
+///
+/// # Errors
+/// A provisioning error when the pool cannot be built.
+pub(crate) fn pool(login: &Config, size: usize) -> Result<deadpool_postgres::Pool> {
+    use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+    let manager = Manager::from_config(
+        login.clone(),
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .build()
+        .map_err(|e| Error::provisioning(format!("building the runtime's connection pool: {e}")))
 }
 
 async fn server_version(oracle: &Client) -> Result<String> {
@@ -298,6 +356,8 @@ fn report(p: &Prepared, server_version: String, evidence: StaticEvidence) -> Rep
             ..Performance::default()
         },
         reproduce: p.reproduce.clone(),
+        placement: p.placement,
+        skipped: Vec::new(),
         evidence,
         project: None,
     }

@@ -42,7 +42,9 @@ pub(crate) async fn static_checks(
 /// The probes in the tenants' contexts, as the runtime: what each tenant sees of every relation
 /// and of every set-returning function it can call (`tenant-isolation`), and, given two
 /// tenants, writes into the other tenant (`write-check`) and reads and writes with no context
-/// (`no-context-closed`, on fresh logins of `runtime`). `tenants` are (id, label) pairs.
+/// (`no-context-closed`, on fresh logins of `runtime`). `tenants` are (id, label) pairs;
+/// `volatile` says whether functions that may change something (VOLATILE) may be called (not
+/// in place).
 ///
 /// # Errors
 /// A harness error when a probe cannot run at all; refusals are observations.
@@ -53,9 +55,10 @@ pub(crate) async fn tenant_probes(
     subject: &Subject,
     relations: &[Relation],
     tenants: &[(String, String)],
+    volatile: bool,
 ) -> Result<Vec<Observation>> {
     let mut out = tenant_isolation::check(session, oracle, subject, relations, tenants).await?;
-    out.extend(tenant_isolation::check_functions(session, subject, tenants).await?);
+    out.extend(tenant_isolation::check_functions(session, subject, tenants, volatile).await?);
     if let [a, b, ..] = tenants {
         out.extend(write_check::check(session, oracle, subject, relations, a, b).await?);
         out.extend(

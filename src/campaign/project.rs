@@ -5,9 +5,9 @@
 
 use std::time::Instant;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use proptest::test_runner::Config as ProptestConfig;
-use tokio_postgres::{Config, NoTls};
+use tokio_postgres::Config;
 use uuid::Uuid;
 
 use super::property::{self, Judged};
@@ -16,7 +16,7 @@ use crate::catalog::Relation;
 use crate::catalog::discovery::{self, Discovery};
 use crate::config::Settings;
 use crate::database::Database;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::invariants::{InvariantId, Observation, Status, Undecided};
 use crate::probe::ProbeSession;
 use crate::project::seed::Seeder;
@@ -73,6 +73,9 @@ pub async fn check_project(
     if source.database_url.is_some() {
         reproduce.push_str(" --database-url URL --runtime-url URL");
     }
+    if source.in_place {
+        reproduce.push_str(" --in-place");
+    }
     let prepared = Prepared {
         target: Target::Existing {
             oracle: database.oracle.clone(),
@@ -89,18 +92,18 @@ pub async fn check_project(
         runtime_login_hint: "--runtime-url or roles.runtime_url_env",
         started,
         ready,
+        placement: database.placement,
+        scratch: database.scratch,
     };
-    let namespace = match database.database {
-        None => Uuid::new_v4(),
-        Some(_) => Uuid::new_v5(
-            &Uuid::NAMESPACE_OID,
-            format!("rlsgate-project-seed:{}", options.seed).as_bytes(),
-        ),
-    };
+    // Nothing rlsgate generates outlives the check (a scratch copy or a database of its own
+    // is dropped; in place nothing is seeded), so the seed fixes every key.
+    let namespace = Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("rlsgate-project-seed:{}", options.seed).as_bytes(),
+    );
     let kind = Project {
         project,
         options,
-        existing: database.database.is_none(),
         _database: database.database,
         namespace,
         seeder: Seeder::new(&[], namespace),
@@ -114,8 +117,6 @@ pub async fn check_project(
 struct Project<'p> {
     project: &'p ProjectConfig,
     options: &'p ProjectOptions,
-    /// An existing database: what rlsgate wrote is removed at the end.
-    existing: bool,
     /// Keeps a database rlsgate built, and its server, alive until the report is made.
     _database: Option<Database>,
     /// Where rlsgate's generated keys come from (fixed by the seed for a database it built).
@@ -237,6 +238,7 @@ impl Kind for Project<'_> {
             );
         }
         self.discovery.mark_seeded(self.seeder.failures());
+        self.discovery.tenants = self.seeder.tenants.iter().map(|t| t.id.clone()).collect();
         Ok(())
     }
 
@@ -263,6 +265,7 @@ impl Kind for Project<'_> {
                 &run.subject,
                 &probed,
                 &tenants,
+                true,
             )
             .await?,
         );
@@ -279,7 +282,7 @@ impl Kind for Project<'_> {
                 .await?,
             );
         }
-        let pool = pool(runtime, self.options.pool_size)?;
+        let pool = super::pool(runtime, self.options.pool_size)?;
         self.dml_property(run, &pool).await?;
         run.ledger.record_all(
             probes::pool_probes(
@@ -299,29 +302,18 @@ impl Kind for Project<'_> {
         self.seeder.failures().contains_key(relation)
     }
 
-    /// Remove every tenant and row this check wrote into an existing database.
-    async fn cleanup(&mut self, run: &Run<'_>) -> Result<()> {
-        if !self.existing {
-            return Ok(());
+    fn skipped_in_place(&self) -> Vec<(&'static str, Vec<InvariantId>)> {
+        let mut out = vec![(
+            "the DML property (random inserts, updates, deletes and moves, committed)",
+            Vec::new(),
+        )];
+        if self.project.dlq.is_some() {
+            out.push((
+                "the DLQ-WRITE probe (the parent rows of its DLQ row are committed)",
+                vec![InvariantId::DlqCompleteness],
+            ));
         }
-        let tables = seeded_tables(&run.relations).collect::<Vec<_>>();
-        let left = self
-            .seeder
-            .cleanup(&run.oracle, &tables, self.tenant_table())
-            .await?;
-        if !left.is_empty() {
-            eprintln!(
-                "rlsgate: could not remove everything this check wrote (tenants {}): {}",
-                self.seeder
-                    .tenants
-                    .iter()
-                    .map(|t| t.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                left.join("; ")
-            );
-        }
-        Ok(())
+        out
     }
 
     fn finish(self, report: &mut Report) {
@@ -343,19 +335,4 @@ fn seeded_tables(relations: &[Relation]) -> impl Iterator<Item = &Relation> {
     relations
         .iter()
         .filter(|r| r.is_tenant_relation() && matches!(r.kind, 'r' | 'p') && !r.is_partition)
-}
-
-/// A pool of `size` runtime logins.
-fn pool(runtime: &Config, size: usize) -> Result<Pool> {
-    let manager = Manager::from_config(
-        runtime.clone(),
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(size.max(1))
-        .build()
-        .map_err(|e| Error::provisioning(format!("building the runtime's connection pool: {e}")))
 }

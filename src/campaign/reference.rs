@@ -11,7 +11,7 @@ use tokio_postgres::Config;
 use uuid::Uuid;
 
 use super::property::{self, Judged, PropertyRun};
-use super::{CampaignOptions, Kind, Prepared, Progress, Run, drive, probes};
+use super::{CampaignOptions, Kind, Prepared, Progress, Run, Source, drive, probes};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::executor::Executor;
@@ -19,7 +19,7 @@ use crate::history::History;
 use crate::invariants::{Case, InvariantId, Observation, Status};
 use crate::probe::ProbeSession;
 use crate::provision::Server;
-use crate::report::{Counterexample, Report, TaskCounts, transcript};
+use crate::report::{Counterexample, Placement, Report, TaskCounts, transcript};
 use crate::roles::Role;
 use crate::subject::Subject;
 use crate::system::{Outcome, WorkerConfig};
@@ -59,52 +59,65 @@ pub async fn run(settings: &Settings, options: &CampaignOptions) -> Result<Repor
     drive(prepared, Reference::new(options)).await
 }
 
-/// Run the campaign's checks against an existing database holding the reference schema:
-/// `oracle_url` is a superuser login, `runtime_url` the runtime's (without it, every probe is
-/// inconclusive). Uses fresh tenants of its own and removes them at the end; never changes the
-/// schema or roles.
+/// Run the campaign's checks against an existing database holding the reference schema, given
+/// by `source`: `database_url` is a superuser login, `runtime_url` the runtime's (without it,
+/// every probe is inconclusive). The checks run on a scratch copy of the database, dropped
+/// afterwards, unless `source.in_place` (then only what rolls back runs, and the worker's
+/// workloads are skipped); the database itself is never written.
 ///
 /// # Errors
-/// A configuration error for a bad URL or a non-superuser oracle; a harness error as [`run`].
+/// A configuration error for a missing or bad URL, a non-superuser oracle, or a copy that
+/// cannot be made (naming the cause and the ways out); a harness error as [`run`].
 ///
 /// # Example
 ///
 /// ```no_run
 /// # async fn example() -> rlsgate::Result<()> {
-/// use rlsgate::campaign::{self, CampaignOptions};
+/// use rlsgate::campaign::{self, CampaignOptions, Source};
 ///
-/// let report = campaign::check(
-///     "postgres://postgres:secret@127.0.0.1:5432/app",
-///     Some("postgres://app_user:secret@127.0.0.1:5432/app"),
-///     &CampaignOptions::default(),
-/// )
-/// .await?;
+/// let source = Source {
+///     database_url: Some("postgres://postgres:secret@127.0.0.1:5432/app".into()),
+///     runtime_url: Some("postgres://app_user:secret@127.0.0.1:5432/app".into()),
+///     in_place: false,
+/// };
+/// let report = campaign::check(&source, &CampaignOptions::default()).await?;
 /// println!("{:?}: {:?}", report.verdict, report.violated());
 /// # Ok(()) }
 /// ```
-pub async fn check(
-    oracle_url: &str,
-    runtime_url: Option<&str>,
-    options: &CampaignOptions,
-) -> Result<Report> {
+pub async fn check(source: &Source, options: &CampaignOptions) -> Result<Report> {
     let started = Instant::now();
-    let runtime = match runtime_url {
-        None => None,
-        Some(url) => Some(url.parse::<Config>().map_err(|e| {
-            Error::config(format!(
-                "--runtime-url is not a valid PostgreSQL URL ({e}); use postgres://app_user:PASSWORD@HOST:PORT/DB"
-            ))
-        })?),
-    };
-    let (oracle, _) = crate::provision::external::oracle(oracle_url, "--database-url").await?;
     if !options.variants.is_empty() {
         return Err(Error::config(
             "--variant applies to the built-in system only; rlsgate check never changes a database",
         ));
     }
+    let url = source.database_url.as_deref().ok_or_else(|| {
+        Error::config(
+            "rlsgate check needs --database-url URL (or RLSGATE_DATABASE_URL) naming a database with the reference schema",
+        )
+    })?;
+    let existing = crate::target::existing(
+        url,
+        "--database-url",
+        source.runtime_url.as_deref(),
+        None,
+        source.in_place,
+    )
+    .await?;
     let ready = started.elapsed();
-    let target = Target::Existing { oracle, runtime };
-    let prepared = prepared(target, "check", "external".into(), options, started, ready);
+    let mut prepared = prepared(
+        existing.target,
+        "check",
+        "external".into(),
+        options,
+        started,
+        ready,
+    );
+    prepared.placement = existing.placement;
+    prepared.scratch = existing.scratch;
+    if source.in_place {
+        prepared.reproduce.push_str(" --in-place");
+    }
     drive(prepared, Reference::new(options)).await
 }
 
@@ -139,6 +152,8 @@ fn prepared(
         runtime_login_hint: "--runtime-url",
         started,
         ready,
+        placement: Placement::Built,
+        scratch: None,
     }
 }
 
@@ -152,8 +167,6 @@ struct Reference<'o> {
     first_failure: Option<u64>,
     first_violation: Option<Duration>,
     case_time: Duration,
-    created_tenants: Vec<Uuid>,
-    created_dlq: Vec<Uuid>,
     property: Option<PropertyRun<Workload>>,
 }
 
@@ -175,8 +188,6 @@ impl<'o> Reference<'o> {
             first_failure: None,
             first_violation: None,
             case_time: Duration::ZERO,
-            created_tenants: Vec::new(),
-            created_dlq: Vec::new(),
             property: None,
         }
     }
@@ -223,8 +234,6 @@ impl<'o> Reference<'o> {
         ));
         run.reopen_oracle().await?;
         self.create_tenants(run, &plan).await?;
-        self.created_dlq
-            .extend(plan.messages.iter().map(|m| m.dlq_id()));
         let history = ex.executor.run(&plan).await?;
         // A crash closes every connection, and a container's port changes when it restarts:
         // read the runtime's login again, and open the oracle and the probe session again.
@@ -256,6 +265,7 @@ impl<'o> Reference<'o> {
                 &run.subject,
                 &run.relations,
                 &tenants,
+                true,
             )
             .await?,
         );
@@ -286,7 +296,6 @@ impl<'o> Reference<'o> {
                     )
                     .await
                     .map_err(|e| Error::database("creating a case's tenant", e))?;
-                self.created_tenants.push(*id);
             }
         }
         Ok(())
@@ -340,13 +349,12 @@ impl Kind for Reference<'_> {
         let mut ex = Exercise {
             executor: Executor::new(run.target, worker_config).await?,
             session: Some(ProbeSession::open(runtime, &run.subject).await?),
-            namespace: match run.target {
-                Target::Built(_) => Uuid::new_v5(
-                    &Uuid::NAMESPACE_OID,
-                    format!("rlsgate-seed:{}", options.seed).as_bytes(),
-                ),
-                Target::Existing { .. } => Uuid::new_v4(),
-            },
+            // Nothing a case writes outlives the run (its database, or the scratch copy of an
+            // existing one, is dropped), so the seed fixes every tenant.
+            namespace: Uuid::new_v5(
+                &Uuid::NAMESPACE_OID,
+                format!("rlsgate-seed:{}", options.seed).as_bytes(),
+            ),
         };
         let mut runner = property::seeded_runner(
             ProptestConfig {
@@ -370,28 +378,18 @@ impl Kind for Reference<'_> {
         Ok(())
     }
 
-    /// Remove what the campaign wrote to an existing database: its tenants (their rows
-    /// cascade) and its DLQ rows. A database rlsgate built is dropped whole instead.
-    async fn cleanup(&mut self, run: &Run<'_>) -> Result<()> {
-        if !matches!(run.target, Target::Existing { .. }) {
-            return Ok(());
-        }
-        let oracle = Server::connect_with(&run.target.config(Role::Superuser).await?).await?;
-        oracle
-            .execute(
-                "DELETE FROM worker_failed_jobs WHERE id = ANY($1) OR tenant_id = ANY($2)",
-                &[&self.created_dlq, &self.created_tenants],
-            )
-            .await
-            .map_err(|e| Error::database("removing the campaign's DLQ rows", e))?;
-        oracle
-            .execute(
-                "DELETE FROM tenants WHERE id = ANY($1)",
-                &[&self.created_tenants],
-            )
-            .await
-            .map_err(|e| Error::database("removing the campaign's tenants", e))?;
-        Ok(())
+    fn skipped_in_place(&self) -> Vec<(&'static str, Vec<InvariantId>)> {
+        vec![(
+            "the built-in worker's workloads with faults (tasks commit)",
+            vec![
+                InvariantId::DlqCompleteness,
+                InvariantId::ExactlyOnce,
+                InvariantId::Atomicity,
+                InvariantId::RollupConsistency,
+                InvariantId::ExpectedOutcome,
+                InvariantId::Durability,
+            ],
+        )]
     }
 
     fn finish(self, report: &mut Report) {

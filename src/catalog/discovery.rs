@@ -55,6 +55,9 @@ pub struct Discovery {
     pub sequences: Vec<DiscoveredSequence>,
     /// The minimal DML sequence that broke the visibility model, as SQL, when one did.
     pub reproduction: Option<String>,
+    /// The ids of the tenants rlsgate created (none in place).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
 }
 
 impl Discovery {
@@ -154,5 +157,6 @@ pub async fn read(oracle: &Client, subject: &Subject, relations: &[Relation]) ->
         functions,
         sequences,
         reproduction: None,
+        tenants: Vec::new(),
     })
 }

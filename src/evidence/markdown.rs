@@ -38,6 +38,12 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
     let _ = writeln!(out, "| verdict | **{}** |", report.verdict.as_str());
     let _ = writeln!(out, "| backend | {} |", report.backend);
     let _ = writeln!(out, "| server | {} |", redact(&report.server_version));
+    if !report.placement.is_built() {
+        let _ = writeln!(out, "| database | {} |", report.placement.describe());
+    }
+    for skipped in &report.skipped {
+        let _ = writeln!(out, "| skipped | {skipped} |");
+    }
     if report.project.is_some() {
         let _ = writeln!(
             out,

@@ -253,6 +253,8 @@ pub enum Undecided {
     NothingToCheck,
     /// rlsgate could not create the rows or values the check needs.
     NotSeeded,
+    /// The check commits, and an in-place check (`--in-place`) runs nothing that commits.
+    SkippedInPlace,
 }
 
 /// One check of one invariant at one place.

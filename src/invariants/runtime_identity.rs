@@ -197,15 +197,39 @@ fn judge(ok: bool, probe: &str, held: String, broken: String) -> Observation {
     }
 }
 
-/// Check that the schema is the admin role's: every migration recorded in
-/// `public.rlsgate_migrations` was applied by the admin role (one observation per file;
-/// inconclusive when there is no ledger or it is empty), and every relation of the subject's
-/// schemas is owned by it (one observation per relation, sequences included; indexes follow
-/// their table).
+/// Check that the schema is the admin role's. When `public.rlsgate_migrations` records who
+/// applied each migration (rlsgate applied them), every file must have been applied by the
+/// admin role. Whether or not it does, the catalog decides who the schema belongs to, as it
+/// must for a database some other tool migrated: every relation (sequences included; indexes
+/// follow their table) and every function of the subject's schemas is owned by the admin role
+/// (an extension's members aside), each subject schema by the admin role or a superuser (or
+/// `pg_database_owner` of a database one of them owns), and the runtime holds CREATE on none.
+/// One observation per object; inconclusive when there is nothing in the schemas at all.
 ///
 /// # Errors
 /// A database error when the ledger or the catalog cannot be read.
 pub async fn check_migrations(oracle: &Client, subject: &Subject) -> Result<Vec<Observation>> {
+    let mut out = ledger(oracle, subject).await?;
+    let owned = owners(oracle, subject).await?;
+    if owned.is_empty() {
+        out.push(Observation::inconclusive(
+            ID,
+            Undecided::NothingToCheck,
+            "catalog:owner",
+            format!(
+                "schema(s) {} hold nothing: cannot tell who the schema belongs to",
+                subject.schemas.join(", ")
+            ),
+        ));
+    }
+    out.extend(owned);
+    out.extend(schemas(oracle, subject).await?);
+    Ok(out)
+}
+
+/// One observation per migration recorded in rlsgate's ledger (nothing without one: the
+/// catalog decides then).
+async fn ledger(oracle: &Client, subject: &Subject) -> Result<Vec<Observation>> {
     let admin = &subject.admin_role;
     let probe = "catalog:rlsgate_migrations.applied_by";
     let ledger = format!("{}.{}", migrations::SCHEMA, migrations::TABLE);
@@ -214,76 +238,116 @@ pub async fn check_migrations(oracle: &Client, subject: &Subject) -> Result<Vec<
         .await
         .map_err(|e| Error::database(format!("looking for {ledger}"), e))?
         .get(0);
-    let mut out = Vec::new();
     if !exists {
-        out.push(Observation::inconclusive(
-            ID,
-            Undecided::NothingToCheck,
-            probe,
-            "no migration ledger: cannot tell who applied the schema",
-        ));
-    } else {
-        let applied = migrations::applied_by(oracle).await?;
-        if applied.is_empty() {
-            out.push(Observation::inconclusive(
-                ID,
-                Undecided::NothingToCheck,
-                probe,
-                format!(
-                    "the migration ledger {ledger} is empty: cannot tell who applied the schema"
-                ),
-            ));
-        }
-        for (file, by) in applied {
-            let observation = if &by == admin {
-                Observation::new(
-                    ID,
-                    Status::Holds,
-                    probe,
-                    format!("{file} was applied by {admin}"),
-                )
-            } else {
-                Observation::violated(
-                    ID,
-                    probe,
-                    format!("migration {file} was applied by {by}, not by the admin role {admin}"),
-                )
-            };
-            out.push(observation.on(file));
-        }
+        return Ok(Vec::new());
     }
+    Ok(migrations::applied_by(oracle)
+        .await?
+        .into_iter()
+        .map(|(file, by)| {
+            judge(
+                &by == admin,
+                probe,
+                format!("{file} was applied by {admin}"),
+                format!("migration {file} was applied by {by}, not by the admin role {admin}"),
+            )
+            .on(file)
+        })
+        .collect())
+}
+
+/// The owner of every relation and function of the subject's schemas (extension members
+/// aside) against the admin role.
+async fn owners(oracle: &Client, subject: &Subject) -> Result<Vec<Observation>> {
+    let admin = &subject.admin_role;
     let rows = oracle
         .query(
-            "SELECT format('%I.%I', n.nspname, c.relname), pg_get_userbyid(c.relowner)::text,
-                    CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table'
-                         WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
-                         WHEN 'f' THEN 'foreign table' WHEN 'S' THEN 'sequence' END
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
-             ORDER BY 1",
+            &format!(
+                "SELECT format('%I.%I', n.nspname, c.relname), pg_get_userbyid(c.relowner)::text,
+                        CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table'
+                             WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                             WHEN 'f' THEN 'foreign table' WHEN 'S' THEN 'sequence' END, 'relowner'
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+                   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                   AND d.objid = c.oid AND d.deptype = 'e')
+                 UNION ALL
+                 SELECT {}, pg_get_userbyid(p.proowner)::text,
+                        CASE p.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END, 'proowner'
+                 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                 WHERE n.nspname = ANY($1)
+                   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                                   AND d.objid = p.oid AND d.deptype = 'e')
+                 ORDER BY 4 DESC, 1",
+                crate::catalog::function_name_sql("p")
+            ),
             &[&subject.schemas],
         )
         .await
-        .map_err(|e| Error::database("reading the owners of the relations", e))?;
-    for r in rows {
-        let name: String = r.get(0);
-        let owner: String = r.get(1);
-        let kind: String = r.get(2);
-        let observation = if &owner == admin {
-            Observation::new(
-                ID,
-                Status::Holds,
-                "catalog:relowner",
+        .map_err(|e| Error::database("reading the owners of the schema's objects", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let (name, owner, kind, column): (String, String, String, String) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
+            judge(
+                &owner == admin,
+                &format!("catalog:{column}"),
                 format!("{kind} {name} is owned by {admin}"),
-            )
-        } else {
-            Observation::violated(
-                ID,
-                "catalog:relowner",
                 format!("{kind} {name} is owned by {owner}, not by the admin role {admin}"),
             )
+            .on(name)
+        })
+        .collect())
+}
+
+/// Each subject schema: owned by the admin role or a superuser (`pg_database_owner` stands for
+/// the database's owner), and the runtime cannot CREATE in it (it could have applied DDL).
+async fn schemas(oracle: &Client, subject: &Subject) -> Result<Vec<Observation>> {
+    let (admin, runtime) = (&subject.admin_role, &subject.runtime_role);
+    let rows = oracle
+        .query(
+            "SELECT n.nspname::text, o.rolname::text,
+                    CASE WHEN o.rolname = 'pg_database_owner' THEN d.rolname ELSE o.rolname END::text,
+                    CASE WHEN o.rolname = 'pg_database_owner' THEN d.rolsuper ELSE o.rolsuper END,
+                    coalesce((SELECT has_schema_privilege(r.oid, n.oid, 'CREATE')
+                              FROM pg_roles r WHERE r.rolname = $2), false)
+             FROM pg_namespace n
+             JOIN pg_roles o ON o.oid = n.nspowner
+             JOIN pg_database db ON db.datname = current_database()
+             JOIN pg_roles d ON d.oid = db.datdba
+             WHERE n.nspname = ANY($1) ORDER BY 1",
+            &[&subject.schemas, runtime],
+        )
+        .await
+        .map_err(|e| Error::database("reading the owners of the schemas", e))?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (schema, owner, effective, superuser, create): (String, String, String, bool, bool) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        let owned_by = if owner == effective {
+            owner.clone()
+        } else {
+            format!("{owner} (the database's owner, {effective})")
         };
-        out.push(observation.on(name));
+        out.push(
+            judge(
+                (&effective == admin || superuser) && &effective != runtime,
+                "catalog:nspowner",
+                format!("schema {schema} is owned by {owned_by}"),
+                format!("schema {schema} is owned by {owned_by}, neither the admin role {admin} nor a superuser"),
+            )
+            .on(format!("schema {schema}")),
+        );
+        out.push(
+            judge(
+                !create,
+                "catalog:schema CREATE",
+                format!("the runtime role {runtime} cannot CREATE in schema {schema}"),
+                format!("the runtime role {runtime} can CREATE in schema {schema}: it could have applied the schema"),
+            )
+            .on(format!("schema {schema}")),
+        );
     }
     Ok(out)
 }

@@ -106,7 +106,8 @@ pub async fn check(
 /// READ-FN: every set-returning function of the subject's schemas that the runtime can call
 /// without arguments and that returns a tenant column is called in each tenant's context; a
 /// row of another tenant is a violation (a SECURITY DEFINER function reads with its owner's
-/// privileges, so policies may not filter it).
+/// privileges, so policies may not filter it). Unless `volatile`, functions that may change
+/// something (VOLATILE) are left out (an in-place check calls nothing that may write).
 ///
 /// # Errors
 /// A database error when the catalog cannot be read or a transaction cannot be opened.
@@ -114,6 +115,7 @@ pub async fn check_functions(
     session: &mut ProbeSession,
     subject: &Subject,
     tenants: &[(String, String)],
+    volatile: bool,
 ) -> Result<Vec<Observation>> {
     let functions: Vec<String> = session
         .client()
@@ -121,9 +123,9 @@ pub async fn check_functions(
             "SELECT format('%I.%I', n.nspname, p.proname)
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
              WHERE n.nspname = ANY($1) AND p.pronargs = 0 AND p.prokind = 'f' AND p.proretset
-               AND has_function_privilege(p.oid, 'EXECUTE')
+               AND has_function_privilege(p.oid, 'EXECUTE') AND ($2 OR p.provolatile <> 'v')
              ORDER BY 1",
-            &[&subject.schemas],
+            &[&subject.schemas, &volatile],
         )
         .await
         .map_err(|e| Error::database("listing the functions the runtime can call", e))?

@@ -84,23 +84,18 @@ pub struct SeededTenant {
     pub label: String,
 }
 
-/// A row rlsgate inserted outside its tenants (a referenced row of a shared table).
-#[derive(Debug, Clone)]
-struct SharedRow {
-    table: String,
-    text: String,
-}
-
 /// Seeds a database as the oracle and remembers everything it created.
 pub struct Seeder {
     shapes: BTreeMap<String, Shape>,
     tenant_relations: BTreeMap<String, String>,
+    /// The tenant tables (partitions aside) and their tenant columns: where a tenant id
+    /// rlsgate generates must not be in use already.
+    tenant_tables: Vec<(String, String)>,
     counter: u64,
     tag: String,
     namespace: Uuid,
     /// Sentinel rows by (table, tenant id): JSON object.
     rows: BTreeMap<(String, String), Map<String, Value>>,
-    shared: Vec<SharedRow>,
     failures: BTreeMap<String, String>,
     /// The tenant table and its key column, once tenants are created there.
     tenant_key: Option<(String, String)>,
@@ -123,6 +118,11 @@ impl Seeder {
     pub fn new(relations: &[Relation], namespace: Uuid) -> Self {
         Self {
             shapes: BTreeMap::new(),
+            tenant_tables: relations
+                .iter()
+                .filter(|r| matches!(r.kind, 'r' | 'p') && !r.is_partition)
+                .filter_map(|r| r.tenant_column.clone().map(|c| (r.name.clone(), c)))
+                .collect(),
             tenant_relations: relations
                 .iter()
                 .filter_map(|r| r.tenant_column.clone().map(|c| (r.name.clone(), c)))
@@ -131,7 +131,6 @@ impl Seeder {
             tag: namespace.simple().to_string()[..6].to_string(),
             namespace,
             rows: BTreeMap::new(),
-            shared: Vec::new(),
             failures: BTreeMap::new(),
             tenant_key: None,
             tenants: Vec::new(),
@@ -153,7 +152,8 @@ impl Seeder {
     }
 
     /// Create `count` tenants: rows of the tenant table (`table`, keyed by `key`) when the
-    /// project has one, else ids of the tenant columns' type.
+    /// project has one, else ids of the tenant columns' type. An id already in use (in the
+    /// tenant table or any tenant table's tenant column) is passed over for the next one.
     ///
     /// # Errors
     /// A config error when a tenant row cannot be created (the reason names the table).
@@ -165,6 +165,7 @@ impl Seeder {
         count: usize,
     ) -> Result<()> {
         self.tenant_key = table.map(|(t, k)| (t.to_string(), k.to_string()));
+        let mut next = 0;
         for i in 0..count {
             let label = crate::workload::tenant_label(i);
             let id = match table {
@@ -176,7 +177,10 @@ impl Seeder {
                         )));
                     };
                     let mut fixed = Map::new();
-                    fixed.insert(key.to_string(), self.tenant_value(&column, i));
+                    fixed.insert(
+                        key.to_string(),
+                        self.unused_tenant_value(oracle, &column, &mut next).await?,
+                    );
                     let row = self
                         .insert_with_parents(oracle, subject, table, None, fixed, 0)
                         .await?
@@ -203,7 +207,7 @@ impl Seeder {
                         .find(|c| c.name == column)
                         .cloned()
                         .expect("the tenant column is a column");
-                    text_of(&self.tenant_value(&column, i))
+                    text_of(&self.unused_tenant_value(oracle, &column, &mut next).await?)
                 }
             };
             self.tenants.push(SeededTenant { id, label });
@@ -406,14 +410,6 @@ impl Seeder {
         let inserted = self
             .insert(oracle, subject, table, tenant, values, true)
             .await?;
-        // Rows of shared tables are removed by content; tenants by key (see `cleanup`).
-        let tenant_table = self.tenant_key.as_ref().is_some_and(|(t, _)| t == table);
-        if let (Ok(row), None, false) = (&inserted, tenant, tenant_table) {
-            self.shared.push(SharedRow {
-                table: table.to_string(),
-                text: row_text(&row.0),
-            });
-        }
         Ok(inserted.map(|(row, _)| row))
     }
 
@@ -563,73 +559,6 @@ impl Seeder {
         Ok((key_expression(&shape), !shape.primary_key.is_empty()))
     }
 
-    /// Remove everything seeding (and the runtime's DML, which stays in these tenants) added:
-    /// rows of the tenants in every tenant relation, then shared rows, then the tenants. Passes
-    /// repeat while foreign keys make the order matter. Returns what could not be removed.
-    ///
-    /// # Errors
-    /// A database error when a statement cannot be sent at all.
-    pub async fn cleanup(
-        &self,
-        oracle: &Client,
-        tables: &[&Relation],
-        tenant_table: Option<(&str, &str)>,
-    ) -> Result<Vec<String>> {
-        let ids: Vec<String> = self.tenants.iter().map(|t| t.id.clone()).collect();
-        let mut pending: Vec<(String, String, Vec<String>)> = tables
-            .iter()
-            .map(|r| {
-                (
-                    r.name.clone(),
-                    format!(
-                        "DELETE FROM {} WHERE {}::text = ANY($1)",
-                        r.name,
-                        r.tenant_column_sql()
-                    ),
-                    ids.clone(),
-                )
-            })
-            .collect();
-        for s in self.shared.iter().rev() {
-            pending.push((
-                s.table.clone(),
-                format!(
-                    "DELETE FROM {} t WHERE row_to_json(t)::jsonb = ANY($1::text[]::jsonb[])",
-                    s.table
-                ),
-                vec![s.text.clone()],
-            ));
-        }
-        if let Some((table, key)) = tenant_table {
-            pending.push((
-                table.to_string(),
-                format!(
-                    "DELETE FROM {table} WHERE {}::text = ANY($1)",
-                    quote_ident(key)
-                ),
-                ids.clone(),
-            ));
-        }
-        let mut last = BTreeMap::new();
-        for _ in 0..(pending.len() + 1) {
-            let mut failed = Vec::new();
-            for (table, sql, params) in pending {
-                if let Err(e) = oracle.execute(&sql, &[&params]).await {
-                    last.insert(table.clone(), crate::error::describe_db_error(&e));
-                    failed.push((table, sql, params));
-                }
-            }
-            if failed.is_empty() {
-                return Ok(Vec::new());
-            }
-            pending = failed;
-        }
-        Ok(pending
-            .iter()
-            .map(|(t, _, _)| format!("{t}: {}", last.get(t).cloned().unwrap_or_default()))
-            .collect())
-    }
-
     async fn shape(&mut self, client: &Client, table: &str) -> Result<Shape> {
         if let Some(s) = self.shapes.get(table) {
             return Ok(s.clone());
@@ -637,6 +566,58 @@ impl Seeder {
         let shape = read_shape(client, table).await?;
         self.shapes.insert(table.to_string(), shape.clone());
         Ok(shape)
+    }
+
+    /// The first tenant id for `column` from the `next`-th on that no tenant table uses yet
+    /// (an existing database has tenants of its own); `next` moves past it.
+    ///
+    /// # Errors
+    /// A database error when a table cannot be read; a config error when a thousand candidates
+    /// are all taken.
+    async fn unused_tenant_value(
+        &self,
+        oracle: &Client,
+        column: &Column,
+        next: &mut usize,
+    ) -> Result<Value> {
+        let mut checks: Vec<String> = self
+            .tenant_tables
+            .iter()
+            .map(|(t, c)| format!("SELECT 1 FROM {t} WHERE {}::text = $1", quote_ident(c)))
+            .collect();
+        if let Some((table, key)) = &self.tenant_key {
+            checks.push(format!(
+                "SELECT 1 FROM {table} WHERE {}::text = $1",
+                quote_ident(key)
+            ));
+        }
+        let sql = format!(
+            "SELECT {}",
+            checks
+                .iter()
+                .map(|c| format!("EXISTS ({c})"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        );
+        for _ in 0..1000 {
+            let candidate = self.tenant_value(column, *next);
+            *next += 1;
+            if checks.is_empty() {
+                return Ok(candidate);
+            }
+            let used: bool = oracle
+                .query_one(&sql, &[&text_of(&candidate)])
+                .await
+                .map_err(|e| Error::database("looking for the tenant ids in use", e))?
+                .get(0);
+            if !used {
+                return Ok(candidate);
+            }
+        }
+        Err(Error::config(format!(
+            "every tenant id rlsgate tried for column {} is in use already",
+            column.name
+        )))
     }
 
     /// A tenant id for column `column`, the `i`-th tenant.
@@ -766,10 +747,6 @@ fn text_of(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-fn row_text(row: &Map<String, Value>) -> String {
-    Value::Object(row.clone()).to_string()
 }
 
 /// Truncate `s` to `max` characters, keeping its end (where the counter is).

@@ -10,8 +10,10 @@ use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::migrations::MigrationSet;
 use crate::provision::{Credentials, Server};
+use crate::scratch::{Placement, ScratchCopy};
 use crate::secret::redact_url;
 use crate::sql::quote_ident;
+use crate::target::Target;
 
 /// Where a project's schema is. `Debug` masks the passwords of its URLs.
 #[derive(Clone, Default)]
@@ -21,6 +23,9 @@ pub struct Source {
     pub database_url: Option<String>,
     /// The runtime's login URL for an existing database (else `roles.runtime_url_env`).
     pub runtime_url: Option<String>,
+    /// Check an existing database itself instead of a scratch copy of it: only what rolls back
+    /// runs (`--in-place`).
+    pub in_place: bool,
 }
 
 impl std::fmt::Debug for Source {
@@ -29,6 +34,7 @@ impl std::fmt::Debug for Source {
         f.debug_struct("Source")
             .field("database_url", &url(&self.database_url))
             .field("runtime_url", &url(&self.runtime_url))
+            .field("in_place", &self.in_place)
             .finish()
     }
 }
@@ -44,6 +50,10 @@ pub(crate) struct ProjectDatabase {
     /// A database rlsgate built (dropped, with its server handle, when this drops); `None` for
     /// an existing database, which rlsgate must leave as it found it.
     pub(crate) database: Option<Database>,
+    /// How the database is treated.
+    pub(crate) placement: Placement,
+    /// The scratch copy of an existing database the checks run on.
+    pub(crate) scratch: Option<ScratchCopy>,
 }
 
 /// Build or reach the project's database, as `source` says.
@@ -58,49 +68,39 @@ pub(crate) async fn prepare(
     source: &Source,
 ) -> Result<ProjectDatabase> {
     match &source.database_url {
-        Some(url) => reach(url, source.runtime_url.clone(), project).await,
+        Some(url) => reach(url, source, project).await,
         None => build(settings, project).await,
     }
 }
 
-/// An existing database: the superuser `url`, and the runtime's login from `runtime_url` or the
-/// variable `roles.runtime_url_env` names.
-async fn reach(
-    url: &str,
-    runtime_url: Option<String>,
-    project: &ProjectConfig,
-) -> Result<ProjectDatabase> {
-    let (oracle, _) = crate::provision::external::oracle(url, "--database-url").await?;
-    let runtime_url = runtime_url.or_else(|| {
+/// An existing database: the superuser `url`, and the runtime's login from `source` or the
+/// variable `roles.runtime_url_env` names; a scratch copy of it unless `source.in_place`.
+async fn reach(url: &str, source: &Source, project: &ProjectConfig) -> Result<ProjectDatabase> {
+    let runtime_url = source.runtime_url.clone().or_else(|| {
         project
             .roles
             .runtime_url_env
             .as_deref()
             .and_then(crate::config::env_var)
     });
-    let runtime = match runtime_url {
-        None => None,
-        Some(u) => Some(u.parse::<Config>().map_err(|e| {
-            Error::config(format!(
-                "the runtime URL is not a valid PostgreSQL URL ({e}); use postgres://{}:PASSWORD@HOST:PORT/DB",
-                project.roles.runtime
-            ))
-        })?),
+    let existing = crate::target::existing(
+        url,
+        "--database-url",
+        runtime_url.as_deref(),
+        Some(&project.roles.runtime),
+        source.in_place,
+    )
+    .await?;
+    let Target::Existing { oracle, runtime } = existing.target else {
+        unreachable!("an existing database is a Target::Existing");
     };
-    if let Some(r) = &runtime
-        && r.get_user() != Some(project.roles.runtime.as_str())
-    {
-        return Err(Error::config(format!(
-            "the runtime URL logs in as {}, but roles.runtime is {}; give the runtime's own login",
-            r.get_user().unwrap_or("(no user)"),
-            project.roles.runtime
-        )));
-    }
     Ok(ProjectDatabase {
         oracle,
         runtime,
         backend: "external".into(),
         database: None,
+        placement: existing.placement,
+        scratch: existing.scratch,
     })
 }
 
@@ -139,6 +139,8 @@ async fn build(settings: &Settings, project: &ProjectConfig) -> Result<ProjectDa
         runtime: Some(server.config(&runtime, database.name())),
         backend: server.backend().to_string(),
         database: Some(database),
+        placement: Placement::Built,
+        scratch: None,
     })
 }
 

@@ -531,7 +531,7 @@ impl Server {
             && run
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-            && ["empty", "project", "template", "db"].contains(&kind)
+            && ["empty", "project", "template", "db", "scratch"].contains(&kind)
             && kind.len() < what.len()
     }
 
@@ -704,7 +704,11 @@ mod tests {
 
     #[test]
     fn only_names_a_run_gives_are_run_databases() {
-        for name in ["rlsgate_0badcafe_db3", "rlsgate_12345678_template0"] {
+        for name in [
+            "rlsgate_0badcafe_db3",
+            "rlsgate_12345678_template0",
+            "rlsgate_12345678_scratch0",
+        ] {
             assert!(Server::is_run_database(name), "{name}");
         }
         for name in [

@@ -106,6 +106,15 @@ async fn a_campaign_catches_each_broken_variant_by_its_invariant(
     }
 }
 
+/// An existing database of the superuser `url`, with the runtime's `runtime` URL.
+fn existing(url: &str, runtime: Option<&str>) -> campaign::Source {
+    campaign::Source {
+        database_url: Some(url.to_string()),
+        runtime_url: runtime.map(str::to_string),
+        in_place: false,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_that_bypasses_rls_is_inconclusive_never_a_pass() {
     let server = shared_server().await;
@@ -116,7 +125,7 @@ async fn a_runtime_that_bypasses_rls_is_inconclusive_never_a_pass() {
         cases: 4,
         ..CampaignOptions::default()
     };
-    let report = campaign::check(&superuser, Some(&superuser), &options)
+    let report = campaign::check(&existing(&superuser, Some(&superuser)), &options)
         .await
         .unwrap();
     assert_ne!(report.verdict, Verdict::Pass, "{}", summary(&report));
@@ -137,8 +146,9 @@ async fn a_runtime_that_bypasses_rls_is_inconclusive_never_a_pass() {
 async fn check_uses_tenants_of_its_own_and_leaves_the_database_as_it_was() {
     let server = shared_server().await;
     let db = server.fresh_database().await.unwrap();
-    let su = db.connect(Role::Superuser).await.unwrap();
+    // A connection of its own each time: a database is copied only while nobody is connected.
     let snapshot = async || -> Vec<i64> {
+        let su = db.connect(Role::Superuser).await.unwrap();
         let mut counts = Vec::new();
         for table in [
             "tenants",
@@ -162,13 +172,11 @@ async fn check_uses_tenants_of_its_own_and_leaves_the_database_as_it_was() {
         cases: 8,
         ..CampaignOptions::default()
     };
-    let report = campaign::check(
+    let source = existing(
         &db.url(Role::Superuser).await.unwrap(),
         Some(&db.url(Role::Runtime).await.unwrap()),
-        &options,
-    )
-    .await
-    .unwrap();
+    );
+    let report = campaign::check(&source, &options).await.unwrap();
     assert_eq!(report.verdict, Verdict::Pass, "{}", summary(&report));
     assert!(report.tasks.total > 0);
     assert!(
@@ -186,9 +194,8 @@ async fn check_without_a_runtime_login_is_inconclusive() {
         cases: 2,
         ..CampaignOptions::default()
     };
-    let report = campaign::check(&db.url(Role::Superuser).await.unwrap(), None, &options)
-        .await
-        .unwrap();
+    let source = existing(&db.url(Role::Superuser).await.unwrap(), None);
+    let report = campaign::check(&source, &options).await.unwrap();
     assert_eq!(
         report.verdict,
         Verdict::Inconclusive,

@@ -10,6 +10,7 @@ mod bench; // rlsgate bench, tiny: runs end to end, bench.json has every field
 mod campaign; // the reference holds under every fault; each variant is caught by its invariant
 mod cli; // the binary: setup is idempotent, run prints a verdict
 mod evidence; // snapshots of every artifact; same seed, same evidence; evidence --from
+mod existing; // an existing database: a scratch copy by default, --in-place, left exactly as it was
 mod migrations; // as migration_owner, atomic per file, checksummed, re-runnable
 mod probes; // no false pass: a probe holds only when the thing under test refused it
 mod project; // bring your own schema: examples hold, broken copies caught, bad configs named

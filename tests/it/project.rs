@@ -204,8 +204,9 @@ async fn a_broken_copy_found_by_random_dml_has_a_minimal_reproduction() {
 async fn an_existing_database_is_checked_and_left_as_it_was() {
     let server = shared_server().await;
     let db = server.fresh_database().await.unwrap();
-    let oracle = db.connect(Role::Superuser).await.unwrap();
+    // A connection of its own each time: a database is copied only while nobody is connected.
     let counts = || async {
+        let oracle = db.connect(Role::Superuser).await.unwrap();
         let mut all = Vec::new();
         for t in [
             "tenants",
@@ -226,6 +227,7 @@ async fn an_existing_database_is_checked_and_left_as_it_was() {
     let source = Source {
         database_url: Some(db.url(Role::Superuser).await.unwrap()),
         runtime_url: Some(db.url(Role::Runtime).await.unwrap()),
+        in_place: false,
     };
     let report = rlsgate::campaign::check_project(
         &Settings::from_env().unwrap(),
@@ -256,6 +258,7 @@ async fn bad_configs_fail_with_errors_that_name_the_fix() {
     let existing = Source {
         database_url: Some(url.clone()),
         runtime_url: None,
+        in_place: false,
     };
     let cases: [(String, Source, &str); 5] = [
         (
@@ -278,6 +281,7 @@ async fn bad_configs_fail_with_errors_that_name_the_fix() {
             Source {
                 database_url: Some("postgres://postgres:pw@127.0.0.1:1/db".into()),
                 runtime_url: None,
+                in_place: false,
             },
             "cannot reach the database of --database-url (postgres://postgres:***@127.0.0.1:1/db)",
         ),

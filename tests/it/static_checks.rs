@@ -673,14 +673,44 @@ async fn migrations_must_have_been_applied_by_the_admin_role() {
     );
     assert_eq!(v.relation.as_deref(), Some("0002_llm_audit.sql"));
 
+    // A database some other tool migrated has no ledger of rlsgate's: the catalog decides who
+    // the schema belongs to, so a correct one can pass.
     as_superuser(&db, "DROP TABLE rlsgate_migrations").await;
     let o = runtime_identity::check_migrations(&oracle, &subject)
         .await
         .unwrap();
-    let inconclusive: Vec<_> = o.iter().filter(|o| o.status != Status::Holds).collect();
-    assert_eq!(inconclusive.len(), 1, "{inconclusive:?}");
-    assert_eq!(inconclusive[0].status, Status::Inconclusive);
-    assert_eq!(inconclusive[0].undecided, Some(Undecided::NothingToCheck));
+    assert!(o.iter().all(|o| o.status == Status::Holds), "{o:?}");
+    assert!(o.iter().any(|o| o.probe == "catalog:nspowner"), "{o:?}");
+
+    // ... and it is violated by an object someone else owns, or CREATE held by the runtime.
+    as_superuser(
+        &db,
+        "CREATE FUNCTION public.made_by_hand() RETURNS int LANGUAGE sql AS 'SELECT 1';
+         GRANT CREATE ON SCHEMA public TO app_user;",
+    )
+    .await;
+    let o = runtime_identity::check_migrations(&oracle, &subject)
+        .await
+        .unwrap();
+    assert_violated(
+        &o,
+        InvariantId::RuntimeIdentity,
+        "function public.made_by_hand() is owned by postgres, not by the admin role migration_owner",
+    );
+    assert_violated(
+        &o,
+        InvariantId::RuntimeIdentity,
+        "the runtime role app_user can CREATE in schema public: it could have applied the schema",
+    );
+
+    // Nothing in the schemas at all: nothing to judge.
+    let mut empty = subject.clone();
+    empty.schemas = vec!["pg_toast_nothing".into()];
+    let o = runtime_identity::check_migrations(&oracle, &empty)
+        .await
+        .unwrap();
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert_eq!(o[0].undecided, Some(Undecided::NothingToCheck));
 }
 
 #[tokio::test]
