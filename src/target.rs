@@ -105,8 +105,8 @@ pub(crate) async fn existing(
         None => None,
         Some(u) => Some(u.parse::<Config>().map_err(|e| {
             Error::config(format!(
-                "the runtime URL is not a valid PostgreSQL URL ({e}); use postgres://{}:PASSWORD@HOST:PORT/DB",
-                runtime_role.unwrap_or("RUNTIME_ROLE")
+                "--runtime-url is not a valid PostgreSQL URL ({e}); use postgres://{}:PASSWORD@HOST:PORT/DB",
+                runtime_role.unwrap_or("app_user")
             ))
         })?),
     };

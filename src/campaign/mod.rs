@@ -14,7 +14,10 @@
 //!    shared tenant and pool probes (`probes`) and
 //! 6. **the property** over proptest's seeded runner (`property`), shrinking a failure to a
 //!    minimal counterexample;
-//! 7. **clean up** what was written to an existing database, and **report**.
+//! 7. **report**; the scratch copy an existing database was checked on is dropped.
+//!
+//! An in-place check (`--in-place`) seeds nothing and runs no property: the probes run on the
+//! existing tenants (`in_place`), and what commits is skipped.
 
 mod in_place;
 pub(crate) mod probes;

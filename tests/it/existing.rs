@@ -280,3 +280,91 @@ async fn a_database_in_use_is_not_copied_and_the_error_names_both_ways_out() {
     assert_eq!(report.placement, Placement::InPlace);
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_schema_in_place_probes_its_tenants_and_skips_the_worker() {
+    let db = shared_server().await.fresh_database().await.unwrap();
+    let su = db.connect(Role::Superuser).await.unwrap();
+    for tenant in [
+        "0c0ffee0-0000-4000-8000-00000000000a",
+        "0c0ffee0-0000-4000-8000-00000000000b",
+    ] {
+        su.batch_execute(&format!(
+            "INSERT INTO tenants (id, name) VALUES ('{tenant}', 'existing');
+             INSERT INTO llm_api_calls (tenant_id, endpoint, model, request_id) VALUES ('{tenant}', 'route', 'm', 'r1');
+             INSERT INTO llm_monthly_costs (tenant_id, month) VALUES ('{tenant}', '2026-01-01');
+             INSERT INTO investigations (tenant_id, query) VALUES ('{tenant}', 'q');
+             INSERT INTO budget_optimization_jobs (tenant_id) VALUES ('{tenant}');
+             INSERT INTO worker_failed_jobs (id, task_id, task_name, worker, tenant_id, error_type, exception_class, error_message)
+             VALUES (gen_random_uuid(), 't', 'app.tasks.llm.route', 'w', '{tenant}', 'application_error', 'E', 'boom');"
+        ))
+        .await
+        .unwrap();
+    }
+    drop(su);
+    let before = fingerprint_reference(&db).await;
+    let source = Source {
+        database_url: Some(db.url(Role::Superuser).await.unwrap()),
+        runtime_url: Some(db.url(Role::Runtime).await.unwrap()),
+        in_place: true,
+    };
+    let report = rlsgate::campaign::check(&source, &rlsgate::campaign::CampaignOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.placement, Placement::InPlace);
+    assert_eq!(report.tasks.total, 0, "no task runs in place");
+    // The probes decided on the existing tenants; the worker's invariants were skipped, so the
+    // verdict is inconclusive, never a pass.
+    assert_eq!(
+        report.verdict,
+        Verdict::Inconclusive,
+        "{}",
+        findings(&report)
+    );
+    assert!(report.violated().is_empty(), "{}", findings(&report));
+    for id in [
+        rlsgate::invariants::InvariantId::TenantIsolation,
+        rlsgate::invariants::InvariantId::WriteCheck,
+        rlsgate::invariants::InvariantId::NoContextClosed,
+        rlsgate::invariants::InvariantId::ContextHygiene,
+    ] {
+        assert_eq!(
+            report.invariant(id).status,
+            rlsgate::invariants::Status::Holds,
+            "{id}: {}",
+            findings(&report)
+        );
+    }
+    let durability = report.invariant(rlsgate::invariants::InvariantId::Durability);
+    assert_eq!(
+        durability.inconclusive[0].undecided,
+        Some(rlsgate::invariants::Undecided::SkippedInPlace)
+    );
+    assert_eq!(fingerprint_reference(&db).await, before);
+}
+
+/// Row counts and checksums of the reference tables.
+async fn fingerprint_reference(db: &Database) -> Vec<String> {
+    let su = db.connect(Role::Superuser).await.unwrap();
+    let mut out = Vec::new();
+    for table in [
+        "tenants",
+        "llm_api_calls",
+        "llm_monthly_costs",
+        "investigations",
+        "budget_optimization_jobs",
+        "worker_failed_jobs",
+    ] {
+        let row = su
+            .query_one(
+                &format!(
+                    "SELECT count(*)::text || ' ' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        out.push(format!("{table}: {}", row.get::<_, String>(0)));
+    }
+    out
+}
