@@ -2,6 +2,68 @@
 //! tenant setting to the tenant column? A small tokenizer (string literals, words, quoted
 //! identifiers, parentheses) so that literals never count as references and top-level OR
 //! branches can be told apart.
+//!
+//! The setting may be read directly (`current_setting('app.tenant_id', true)`, with any casts,
+//! `nullif` or `coalesce` around it) or through helper functions, in any schema and nested to any
+//! depth ([`ContextReaders`], worked out from the functions' SQL and PL/pgSQL bodies). An
+//! expression whose only way to the context is a function rlsgate cannot read (C, another
+//! language) cannot be judged statically ([`Binding::CannotTell`]): the probes decide.
+
+use std::collections::BTreeSet;
+
+use crate::catalog::policies::FunctionSource;
+
+/// The functions that read the tenant setting, directly or through other functions, and those
+/// whose bodies cannot be read, by every name an expression may call them by (`schema.name` and
+/// `name`, as the catalog stores them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContextReaders {
+    /// Functions that read the setting.
+    pub reading: BTreeSet<String>,
+    /// Functions whose bodies cannot be read.
+    pub opaque: BTreeSet<String>,
+}
+
+impl ContextReaders {
+    /// Which of `functions` read `setting`: those whose body does, then, until nothing changes,
+    /// those whose body calls one that does.
+    pub fn resolve(functions: &[FunctionSource], setting: &str) -> Self {
+        // As stored: an unquoted name is stored in lower case, which is how `calls` reads it.
+        let names = |f: &FunctionSource| [format!("{}.{}", f.schema, f.name), f.name.clone()];
+        let mut out = Self::default();
+        let mut bodies = Vec::new();
+        for f in functions {
+            match &f.definition {
+                None => out.opaque.extend(names(f)),
+                Some(body) if reads_setting_directly(body, setting) => out.reading.extend(names(f)),
+                Some(body) => bodies.push((names(f), calls(body))),
+            }
+        }
+        loop {
+            let (now, later): (Vec<_>, Vec<_>) = bodies
+                .into_iter()
+                .partition(|(_, called)| called.iter().any(|c| out.reading.contains(c)));
+            if now.is_empty() {
+                return out;
+            }
+            for (names, _) in now {
+                out.reading.extend(names);
+            }
+            bodies = later;
+        }
+    }
+
+    /// Whether `text` reads `setting`, directly or through a reading function.
+    fn reads(&self, text: &str, setting: &str) -> bool {
+        reads_setting_directly(text, setting)
+            || calls(text).iter().any(|c| self.reading.contains(c))
+    }
+
+    /// A function `text` calls whose body cannot be read, if any.
+    fn opaque_call(&self, text: &str) -> Option<String> {
+        calls(text).into_iter().find(|c| self.opaque.contains(c))
+    }
+}
 
 /// How a policy expression relates to the tenant context.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +86,14 @@ pub enum Binding {
         expression: String,
         /// The branch that ignores the context.
         branch: String,
+    },
+    /// Whether it reads the context depends on a function whose body cannot be read: the
+    /// probes decide.
+    CannotTell {
+        /// The whole expression.
+        expression: String,
+        /// The function.
+        function: String,
     },
 }
 
@@ -51,6 +121,37 @@ impl Binding {
 /// );
 /// ```
 pub fn classify_expression(expression: Option<&str>, setting: &str, column: &str) -> Binding {
+    classify_with(expression, setting, column, &ContextReaders::default())
+}
+
+/// [`classify_expression`], where a call of one of `readers`' reading functions reads the
+/// setting too, and a call of one of its opaque functions makes an expression that does not
+/// read it otherwise [`Binding::CannotTell`].
+///
+/// # Example
+///
+/// ```
+/// use rlsgate::catalog::policies::FunctionSource;
+/// use rlsgate::policy_expression::{ContextReaders, classify_with};
+///
+/// let helper = FunctionSource {
+///     schema: "app".into(),
+///     name: "current_tenant".into(),
+///     definition: Some(
+///         "CREATE FUNCTION app.current_tenant() RETURNS uuid LANGUAGE sql STABLE AS $$ \
+///          SELECT nullif(current_setting('app.tenant_id', true), '')::uuid $$".into(),
+///     ),
+/// };
+/// let readers = ContextReaders::resolve(&[helper], "app.tenant_id");
+/// let using = "(tenant_id = app.current_tenant())";
+/// assert!(classify_with(Some(using), "app.tenant_id", "tenant_id", &readers).binds());
+/// ```
+pub fn classify_with(
+    expression: Option<&str>,
+    setting: &str,
+    column: &str,
+    readers: &ContextReaders,
+) -> Binding {
     let Some(expression) = expression else {
         return Binding::Absent;
     };
@@ -61,16 +162,28 @@ pub fn classify_expression(expression: Option<&str>, setting: &str, column: &str
     if !references_column(&text, column) {
         return Binding::NoTenantColumn(text);
     }
-    if !reads_setting(&text, setting) {
-        return Binding::NoTenantContext(text);
+    if !readers.reads(&text, setting) {
+        return match readers.opaque_call(&text) {
+            Some(function) => Binding::CannotTell {
+                expression: text,
+                function,
+            },
+            None => Binding::NoTenantContext(text),
+        };
     }
     if let Some(branch) = top_level_or_branches(&text)
         .into_iter()
-        .find(|b| !reads_setting(b, setting))
+        .find(|b| !readers.reads(b, setting))
     {
-        return Binding::Widened {
-            branch: branch.to_string(),
-            expression: text,
+        return match readers.opaque_call(branch) {
+            Some(function) => Binding::CannotTell {
+                expression: text,
+                function,
+            },
+            None => Binding::Widened {
+                branch: branch.to_string(),
+                expression: text,
+            },
         };
     }
     Binding::BindsContext
@@ -199,7 +312,36 @@ fn references_column(text: &str, column: &str) -> bool {
     })
 }
 
-fn reads_setting(text: &str, setting: &str) -> bool {
+/// The functions `text` calls, by the names they are called by (`schema.name` or `name`;
+/// unquoted names in lower case).
+fn calls(text: &str) -> Vec<String> {
+    let toks = tokens(text);
+    let name = |t: &Token<'_>| match t {
+        Token::Word(w) => Some(w.to_ascii_lowercase()),
+        Token::Quoted(q) => Some(q.replace("\"\"", "\"")),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for (i, (_, t)) in toks.iter().enumerate() {
+        let (Some(called), Some((_, Token::Symbol('(')))) = (name(t), toks.get(i + 1)) else {
+            continue;
+        };
+        let schema = match (
+            i.checked_sub(2).map(|j| &toks[j].1),
+            toks.get(i.wrapping_sub(1)),
+        ) {
+            (Some(s), Some((_, Token::Symbol('.')))) => name(s),
+            _ => None,
+        };
+        out.push(match schema {
+            Some(schema) => format!("{schema}.{called}"),
+            None => called,
+        });
+    }
+    out
+}
+
+fn reads_setting_directly(text: &str, setting: &str) -> bool {
     let pattern = format!(
         "current_setting('{}'",
         setting.to_ascii_lowercase().replace('\'', "''")
@@ -315,6 +457,72 @@ mod tests {
         assert!(
             classify(&nested).binds(),
             "an OR below the top level is not split"
+        );
+    }
+
+    fn function(schema: &str, name: &str, body: Option<&str>) -> FunctionSource {
+        FunctionSource {
+            schema: schema.into(),
+            name: name.into(),
+            definition: body.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn helper_functions_read_the_context_through_any_nesting() {
+        let readers = ContextReaders::resolve(
+            &[
+                // PL/pgSQL, two levels down, in another schema.
+                function(
+                    "app",
+                    "tenant_text",
+                    Some(
+                        "CREATE OR REPLACE FUNCTION app.tenant_text() RETURNS text LANGUAGE plpgsql STABLE AS $function$ BEGIN RETURN current_setting('app.current_tenant_id'); END $function$",
+                    ),
+                ),
+                function(
+                    "app",
+                    "current_tenant",
+                    Some(
+                        "CREATE FUNCTION app.current_tenant() RETURNS uuid LANGUAGE sql STABLE AS $$ SELECT nullif(app.tenant_text(), '')::uuid $$",
+                    ),
+                ),
+                function(
+                    "public",
+                    "Tenant",
+                    Some("... RETURN app.current_tenant(); ..."),
+                ),
+                function("public", "now_ish", Some("... SELECT now() ...")),
+                function("ext", "opaque_tenant", None),
+            ],
+            SETTING,
+        );
+        let classify = |e: &str| classify_with(Some(e), SETTING, COLUMN, &readers);
+        assert!(classify("(tenant_id = app.current_tenant())").binds());
+        assert!(classify("(tenant_id = (app.tenant_text())::uuid)").binds());
+        assert!(
+            classify("(tenant_id = \"Tenant\"())").binds(),
+            "quoted names as written"
+        );
+        assert!(classify("(tenant_id = COALESCE(app.current_tenant(), NULL::uuid))").binds());
+        assert!(matches!(
+            classify("(tenant_id = public.now_ish())"),
+            Binding::NoTenantContext(_)
+        ));
+        assert!(matches!(
+            classify("(tenant_id = ext.opaque_tenant())"),
+            Binding::CannotTell { function, .. } if function == "ext.opaque_tenant"
+        ));
+        assert!(matches!(
+            classify("((tenant_id = app.current_tenant()) OR (tenant_id IS NULL))"),
+            Binding::Widened { .. }
+        ));
+        assert!(
+            matches!(
+                classify("(tenant_id = 'app.current_tenant()'::uuid)"),
+                Binding::NoTenantContext(_)
+            ),
+            "a call inside a literal is no call"
         );
     }
 

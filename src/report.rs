@@ -70,6 +70,9 @@ pub struct InvariantResult {
     pub inconclusive_count: u64,
     /// The first inconclusive checks, in full.
     pub inconclusive: Vec<Observation>,
+    /// The first notes: what a reviewer should know that decides nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Observation>,
 }
 
 /// Deliveries by final outcome.
@@ -240,6 +243,7 @@ impl Report {
                 violations: t.violation_samples.clone(),
                 inconclusive_count: t.inconclusive,
                 inconclusive: t.inconclusive_samples.clone(),
+                notes: t.note_samples.clone(),
             })
             .collect();
         let verdict = if results.iter().any(|r| r.status == Status::Violated) {

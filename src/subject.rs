@@ -34,6 +34,10 @@ pub struct Subject {
     pub include: Vec<String>,
     /// The runtime's declared privileges.
     pub expected: ExpectedPrivileges,
+    /// Whether RLS must be forced on every tenant table even where the runtime cannot act as
+    /// its owner (else that is a note).
+    #[serde(default)]
+    pub require_forced_rls: bool,
 }
 
 impl Subject {
@@ -49,6 +53,7 @@ impl Subject {
             exclude: Vec::new(),
             include: Vec::new(),
             expected: ExpectedPrivileges::reference(),
+            require_forced_rls: true,
         }
     }
 

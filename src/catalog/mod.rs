@@ -79,7 +79,7 @@ impl Relation {
 }
 
 /// Every table, partitioned table, view, materialized view and foreign table of the subject's
-/// schemas, ordered by name, with what the runtime can do with each.
+/// schemas (an extension's aside), ordered by name, with what the runtime can do with each.
 ///
 /// # Errors
 /// A database error when the catalog cannot be read.
@@ -109,6 +109,8 @@ pub async fn relations(oracle: &Client, subject: &Subject) -> Result<Vec<Relatio
              JOIN pg_namespace n ON n.oid = c.relnamespace
              LEFT JOIN pg_roles r ON r.rolname = $3
              WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                               AND d.objid = c.oid AND d.deptype = 'e')
              ORDER BY 1",
             &[&subject.schemas, &subject.tenant_columns, &subject.runtime_role],
         )

@@ -113,6 +113,14 @@ impl PolicyCommand {
         self == Self::All || self.as_str() == privilege
     }
 
+    /// The commands the policy governs (`ALL`: each of the four).
+    pub(crate) fn commands(self) -> Vec<&'static str> {
+        match self {
+            Self::All => vec!["SELECT", "INSERT", "UPDATE", "DELETE"],
+            one => vec![one.as_str()],
+        }
+    }
+
     /// True when the policy's USING filters rows for this command.
     pub(crate) fn filters_rows(self) -> bool {
         !matches!(self, Self::Insert)
@@ -293,6 +301,48 @@ pub async fn catalogue(oracle: &Client, subject: &Subject) -> Result<Vec<PolicyE
                 security_invoker: rel.security_invoker,
                 runtime_privileges,
             })
+        })
+        .collect())
+}
+
+/// A function of the database, as the classifier of policy expressions reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSource {
+    /// Its schema.
+    pub schema: String,
+    /// Its name.
+    pub name: String,
+    /// Its definition (`pg_get_functiondef`), for SQL and PL/pgSQL functions; `None` for a
+    /// function whose body rlsgate cannot read (C, another language).
+    pub definition: Option<String>,
+}
+
+/// Every function and procedure outside the system schemas, with the definitions of those
+/// written in SQL or PL/pgSQL: what tells a policy that reads the tenant context through a
+/// helper function (any schema, any nesting) from one that does not.
+///
+/// # Errors
+/// A database error when the catalog cannot be read.
+pub async fn function_sources(oracle: &Client) -> Result<Vec<FunctionSource>> {
+    Ok(oracle
+        .query(
+            "SELECT n.nspname::text, p.proname::text,
+                    CASE WHEN l.lanname IN ('sql', 'plpgsql') THEN pg_get_functiondef(p.oid) END
+             FROM pg_proc p
+             JOIN pg_namespace n ON n.oid = p.pronamespace
+             JOIN pg_language l ON l.oid = p.prolang
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND p.prokind IN ('f', 'p')
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::database("reading the functions policies may call", e))?
+        .iter()
+        .map(|r| FunctionSource {
+            schema: r.get(0),
+            name: r.get(1),
+            definition: r.get(2),
         })
         .collect())
 }

@@ -136,8 +136,9 @@ impl PrivilegeMatrix {
 }
 
 /// The runtime's effective privileges, as `has_*_privilege` answers, on every object of the
-/// subject's schemas and on the current database. Columns: kind, object, privilege, granted,
-/// grantable. `$1` is the runtime role, `$2` the schemas.
+/// subject's schemas (those an extension owns aside: they are not the application's) and on the
+/// current database. Columns: kind, object, privilege, granted, grantable. `$1` is the runtime
+/// role, `$2` the schemas.
 const MATRIX_SQL: &str = "
 WITH rt AS (SELECT oid FROM pg_roles WHERE rolname = $1)
 SELECT 'relation', format('%I.%I', n.nspname, c.relname), p.privilege,
@@ -147,6 +148,8 @@ FROM rt, pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 CROSS JOIN unnest($3::text[]) AS p(privilege)
 WHERE n.nspname = ANY($2) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                  AND d.objid = c.oid AND d.deptype = 'e')
 UNION ALL
 SELECT 'sequence', format('%I.%I', n.nspname, c.relname), p.privilege,
        has_sequence_privilege(rt.oid, c.oid, p.privilege),
@@ -155,6 +158,8 @@ FROM rt, pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 CROSS JOIN unnest($4::text[]) AS p(privilege)
 WHERE n.nspname = ANY($2) AND c.relkind = 'S'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                  AND d.objid = c.oid AND d.deptype = 'e')
 UNION ALL
 SELECT 'function',
        format('%I.%I(%s)', n.nspname, f.proname,
@@ -166,6 +171,8 @@ SELECT 'function',
 FROM rt, pg_proc f
 JOIN pg_namespace n ON n.oid = f.pronamespace
 WHERE n.nspname = ANY($2)
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                  AND d.objid = f.oid AND d.deptype = 'e')
 UNION ALL
 SELECT 'schema', format('%I', n.nspname), p.privilege,
        has_schema_privilege(rt.oid, n.oid, p.privilege),

@@ -14,6 +14,7 @@ fn status_word(status: Status) -> &'static str {
         Status::Holds => "HOLDS",
         Status::Violated => "VIOLATED",
         Status::Inconclusive => "INCONCLUSIVE",
+        Status::Note => "NOTE",
     }
 }
 
@@ -91,6 +92,12 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
                 }
             }
             out.push_str("```\n");
+        }
+        if !r.notes.is_empty() {
+            out.push_str("\nNotes (they decide nothing; the probes do):\n\n");
+            for o in &r.notes {
+                let _ = writeln!(out, "- [{}] {}", o.probe, o.detail);
+            }
         }
         out.push('\n');
     }

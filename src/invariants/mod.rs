@@ -215,6 +215,10 @@ pub enum Status {
     Violated,
     /// The check could not decide (for example, it ran as a role that bypasses RLS).
     Inconclusive,
+    /// Something a reviewer should know that decides nothing by itself (a risk the runtime
+    /// cannot reach, an expression static reading cannot judge and the probes decide): shown in
+    /// the evidence, never counted as a check.
+    Note,
 }
 
 impl Status {
@@ -224,6 +228,7 @@ impl Status {
             Self::Holds => "holds",
             Self::Violated => "violated",
             Self::Inconclusive => "inconclusive",
+            Self::Note => "note",
         }
     }
 }
@@ -329,6 +334,15 @@ impl Observation {
         }
     }
 
+    /// A note about `probe`: see [`Status::Note`].
+    pub fn note(
+        invariant: InvariantId,
+        probe: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::new(invariant, Status::Note, probe, detail)
+    }
+
     /// `holds` when `ok`, else violated with `detail`.
     pub fn expect(
         invariant: InvariantId,
@@ -395,6 +409,12 @@ pub struct Tally {
     pub violation_samples: Vec<Observation>,
     /// The first inconclusive checks, in full.
     pub inconclusive_samples: Vec<Observation>,
+    /// Notes (never counted as checks).
+    #[serde(default)]
+    pub notes: u64,
+    /// The first notes, in full.
+    #[serde(default)]
+    pub note_samples: Vec<Observation>,
 }
 
 impl Tally {
@@ -452,6 +472,13 @@ impl Ledger {
             ));
         }
         let tally = self.tallies.entry(observation.invariant).or_default();
+        if observation.status == Status::Note {
+            tally.notes += 1;
+            if tally.note_samples.len() < KEPT_PER_INVARIANT {
+                tally.note_samples.push(observation);
+            }
+            return;
+        }
         tally.checks += 1;
         match observation.status {
             Status::Holds => {}
@@ -467,6 +494,7 @@ impl Ledger {
                     tally.inconclusive_samples.push(observation);
                 }
             }
+            Status::Note => unreachable!("notes are kept apart above"),
         }
     }
 

@@ -4,12 +4,18 @@
 //! A *tenant relation* is a relation of the subject's schemas with the tenant column (relations
 //! without it are [`least_privilege`](super::least_privilege)'s business). Read as the oracle,
 //! about the runtime role:
-//! - tables and partitioned tables: RLS enabled and forced; at least one permissive policy that
-//!   applies to the runtime; every permissive policy's USING and WITH CHECK (USING where WITH
-//!   CHECK is absent) reads the tenant setting and the tenant column, is not trivially true and
-//!   is not widened by an OR branch that ignores the context; every command the runtime holds
-//!   (SELECT, INSERT, UPDATE, DELETE) is governed by such a policy. A leaf partition the runtime
-//!   cannot touch directly is governed by its parent's policies;
+//! - tables and partitioned tables: RLS enabled and forced; every permissive policy that
+//!   applies to the runtime reads the tenant setting (directly or through helper functions,
+//!   [`ContextReaders`]) and the tenant column in its USING and WITH CHECK (USING where WITH
+//!   CHECK is absent), is not trivially true and is not widened by an OR branch that ignores
+//!   the context, unless RESTRICTIVE policies that bind the context narrow every command it
+//!   governs; every command the runtime is declared to use is governed by such a policy. A
+//!   leaf partition the runtime cannot touch directly is governed by its parent's policies;
+//! - a risk the runtime cannot reach is a note, not a violation: RLS not enabled on a table it
+//!   cannot reach, not forced where it cannot act as the owner (unless the subject requires
+//!   forced RLS), deny-all (no policy) where it declares nothing, a command it holds but does
+//!   not declare and no policy opens, an expression whose reading of the context depends on a
+//!   function rlsgate cannot read (the probes decide);
 //! - views the runtime can read: `security_invoker` (PostgreSQL 15+), else they read their base
 //!   tables with their owner's privileges;
 //! - materialized views and foreign tables the runtime can read: violated, neither carries RLS;
@@ -21,10 +27,11 @@
 use tokio_postgres::Client;
 
 use crate::catalog;
+use crate::catalog::policies::PolicyCommand;
 use crate::catalog::policies::{Policy, PolicyEntry, PolicyMode, RelationKind, catalogue};
 use crate::error::{Error, Result};
 use crate::invariants::{InvariantId, Observation, Status, Undecided};
-use crate::policy_expression::{Binding, classify_expression};
+use crate::policy_expression::{Binding, ContextReaders, classify_with};
 use crate::subject::Subject;
 
 const ID: InvariantId = InvariantId::RlsCoverage;
@@ -50,9 +57,13 @@ pub async fn check(oracle: &Client, subject: &Subject) -> Result<Vec<Observation
         )]);
     }
     let version = catalog::server_version_num(oracle).await?;
+    let readers = ContextReaders::resolve(
+        &catalog::policies::function_sources(oracle).await?,
+        &subject.tenant_setting,
+    );
     let mut out: Vec<Observation> = entries
         .iter()
-        .flat_map(|e| check_entry(e, subject, version))
+        .flat_map(|e| check_entry(e, subject, version, &readers))
         .collect();
     out.extend(check_definers(oracle, subject, &entries).await?);
     Ok(out)
@@ -147,23 +158,64 @@ async fn check_definers(
     Ok(out)
 }
 
-/// The observations about one tenant relation (pure: no database).
-fn check_entry(e: &PolicyEntry, subject: &Subject, server_version_num: i32) -> Vec<Observation> {
+/// The observations about one tenant relation (pure: no database). `readers` tells which
+/// functions read the tenant context.
+fn check_entry(
+    e: &PolicyEntry,
+    subject: &Subject,
+    server_version_num: i32,
+    readers: &ContextReaders,
+) -> Vec<Observation> {
     let runtime = &subject.runtime_role;
     let name = &e.relation;
-    let holds = |probe: &str, detail: String| {
-        Observation::new(ID, Status::Holds, probe, detail).on(name.clone())
-    };
-    let violated =
-        |probe: &str, detail: String| Observation::violated(ID, probe, detail).on(name.clone());
+    if let Some(o) = not_a_table(e, subject, server_version_num) {
+        return vec![o];
+    }
+    if let Some(parent) = &e.partition_of
+        && e.runtime_privileges.is_empty()
+    {
+        return vec![Observation::new(
+            ID,
+            Status::Holds,
+            "catalog:partition",
+            format!(
+                "leaf partition {name} of {parent} is not accessible to {runtime} directly: the parent's policies govern it"
+            ),
+        )
+        .on(name.clone())];
+    }
+    let mut out = enablement(e, subject);
+    let applicable: Vec<&Policy> = e
+        .policies
+        .iter()
+        .filter(|p| p.mode == PolicyMode::Permissive && p.applies_to_runtime)
+        .collect();
+    out.push(presence(e, subject, &applicable));
+    out.extend(bindings(e, subject, readers));
+    out.extend(commands(e, subject, &applicable));
+    out.into_iter().map(|o| o.on(name.clone())).collect()
+}
+
+/// A view, materialized view or foreign table: `None` for a table.
+fn not_a_table(e: &PolicyEntry, subject: &Subject, server_version_num: i32) -> Option<Observation> {
+    let runtime = &subject.runtime_role;
+    let name = &e.relation;
     let readable = e.runtime_can("SELECT");
-    match e.kind {
+    let o = match e.kind {
+        RelationKind::Table | RelationKind::PartitionedTable => return None,
         RelationKind::View => {
             let probe = "catalog:view-security-invoker";
-            return vec![if !readable {
-                holds(probe, format!("view {name} is not readable by {runtime}"))
+            if !readable {
+                Observation::new(
+                    ID,
+                    Status::Holds,
+                    probe,
+                    format!("view {name} is not readable by {runtime}"),
+                )
             } else if e.security_invoker {
-                holds(
+                Observation::new(
+                    ID,
+                    Status::Holds,
                     probe,
                     format!(
                         "view {name} is security_invoker: its base tables' RLS applies to {runtime}"
@@ -181,13 +233,14 @@ fn check_entry(e: &PolicyEntry, subject: &Subject, server_version_num: i32) -> V
                          revoke the runtime's access instead)"
                     ));
                 }
-                violated(probe, detail)
-            }];
+                Observation::violated(ID, probe, detail)
+            }
         }
         RelationKind::MaterializedView | RelationKind::ForeignTable => {
             let probe = "catalog:no-rls";
-            return vec![if readable {
-                violated(
+            if readable {
+                Observation::violated(
+                    ID,
                     probe,
                     format!(
                         "{} {name} holds tenant rows and cannot carry row-level security: {runtime} reads every tenant's rows",
@@ -195,80 +248,121 @@ fn check_entry(e: &PolicyEntry, subject: &Subject, server_version_num: i32) -> V
                     ),
                 )
             } else {
-                holds(
+                Observation::new(
+                    ID,
+                    Status::Holds,
                     probe,
                     format!("{} {name} is not readable by {runtime}", e.kind),
                 )
-            }];
+            }
         }
-        RelationKind::Table | RelationKind::PartitionedTable => {}
-    }
-    if let Some(parent) = &e.partition_of
-        && e.runtime_privileges.is_empty()
-    {
-        return vec![holds(
-            "catalog:partition",
+    };
+    Some(o.on(name.clone()))
+}
+
+/// RLS enabled and forced. Each is a risk the runtime can only act on when it can reach the
+/// table: RLS not enabled on a table the runtime cannot reach, or not forced on one whose owner
+/// the runtime cannot act as (the usual shape of projects whose owner never logs in), is a
+/// note, unless the subject requires forced RLS. A SECURITY DEFINER function or a view owned by
+/// the owner is judged on its own (`check_definers`, the view's observation, READ-FN, READ).
+fn enablement(e: &PolicyEntry, subject: &Subject) -> Vec<Observation> {
+    let runtime = &subject.runtime_role;
+    let name = &e.relation;
+    let reachable = !e.runtime_privileges.is_empty();
+    let owner_rights = &e.owner == runtime || e.runtime_has_owner_privileges;
+    let enabled = if e.rls_enabled {
+        Observation::new(
+            ID,
+            Status::Holds,
+            "catalog:relrowsecurity",
+            format!("row-level security is enabled on {name}"),
+        )
+    } else if reachable {
+        Observation::violated(
+            ID,
+            "catalog:relrowsecurity",
             format!(
-                "leaf partition {name} of {parent} is not accessible to {runtime} directly: the parent's policies govern it"
+                "row-level security is not enabled on {name}: whoever can read it reads every tenant's rows"
             ),
-        )];
-    }
-    let mut out = vec![
-        if e.rls_enabled {
-            holds(
-                "catalog:relrowsecurity",
-                format!("row-level security is enabled on {name}"),
-            )
-        } else {
-            violated(
-                "catalog:relrowsecurity",
-                format!(
-                    "row-level security is not enabled on {name}: whoever can read it reads every tenant's rows"
-                ),
-            )
-        },
-        if e.rls_forced {
-            holds(
-                "catalog:relforcerowsecurity",
-                format!("row-level security is forced on {name}"),
-            )
-        } else {
-            let detail = if &e.owner == runtime {
-                format!(
-                    "row-level security is not forced on {name}: its owner is the runtime {runtime} itself, \
-                     which bypasses the policies and reads and writes every tenant's rows"
-                )
-            } else if e.runtime_has_owner_privileges {
-                format!(
-                    "row-level security is not forced on {name}: its owner {} bypasses the policies, and {runtime} \
-                     has the owner's privileges, so the runtime reads and writes every tenant's rows",
-                    e.owner
-                )
-            } else {
-                format!(
-                    "row-level security is not forced on {name}: its owner {} bypasses the policies",
-                    e.owner
-                )
-            };
-            violated("catalog:relforcerowsecurity", detail)
-        },
-    ];
-    let applicable: Vec<&Policy> = e
-        .policies
-        .iter()
-        .filter(|p| p.mode == PolicyMode::Permissive && p.applies_to_runtime)
-        .collect();
-    out.push(if !applicable.is_empty() {
+        )
+    } else {
+        Observation::note(
+            ID,
+            "catalog:relrowsecurity",
+            format!(
+                "row-level security is not enabled on {name}, which {runtime} cannot reach: a grant added later would expose every tenant's rows"
+            ),
+        )
+    };
+    let forced = if e.rls_forced {
+        Observation::new(
+            ID,
+            Status::Holds,
+            "catalog:relforcerowsecurity",
+            format!("row-level security is forced on {name}"),
+        )
+    } else if &e.owner == runtime {
+        Observation::violated(
+            ID,
+            "catalog:relforcerowsecurity",
+            format!(
+                "row-level security is not forced on {name}: its owner is the runtime {runtime} itself, \
+                 which bypasses the policies and reads and writes every tenant's rows"
+            ),
+        )
+    } else if owner_rights {
+        Observation::violated(
+            ID,
+            "catalog:relforcerowsecurity",
+            format!(
+                "row-level security is not forced on {name}: its owner {} bypasses the policies, and {runtime} \
+                 has the owner's privileges, so the runtime reads and writes every tenant's rows",
+                e.owner
+            ),
+        )
+    } else if subject.require_forced_rls {
+        Observation::violated(
+            ID,
+            "catalog:relforcerowsecurity",
+            format!(
+                "row-level security is not forced on {name}: its owner {} bypasses the policies (forced RLS is required here)",
+                e.owner
+            ),
+        )
+    } else {
+        Observation::note(
+            ID,
+            "catalog:relforcerowsecurity",
+            format!(
+                "row-level security is not forced on {name}: its owner {} bypasses the policies; {runtime} cannot act as it \
+                 (what runs with the owner's rights, a SECURITY DEFINER function or a view, is judged on its own)",
+                e.owner
+            ),
+        )
+    };
+    vec![enabled, forced]
+}
+
+/// At least one permissive policy applies to the runtime. With none, every row is denied:
+/// deny-all is a design (service-only tables), so it is a finding only when the subject
+/// declares privileges the runtime is then meant to use.
+fn presence(e: &PolicyEntry, subject: &Subject, applicable: &[&Policy]) -> Observation {
+    let runtime = &subject.runtime_role;
+    let name = &e.relation;
+    if !applicable.is_empty() {
         let names: Vec<&str> = applicable.iter().map(|p| p.name.as_str()).collect();
-        holds(
+        return Observation::new(
+            ID,
+            Status::Holds,
             "catalog:pg_policy",
-            format!("permissive policies on {name} that apply to {runtime}: {}", names.join(", ")),
-        )
-    } else if e.policies.is_empty() {
-        violated(
-            "catalog:pg_policy",
-            format!("{name} has no policy: {runtime} sees no row and writes none (default deny)"),
-        )
+            format!(
+                "permissive policies on {name} that apply to {runtime}: {}",
+                names.join(", ")
+            ),
+        );
+    }
+    let why = if e.policies.is_empty() {
+        format!("{name} has no policy: {runtime} sees no row and writes none (default deny)")
     } else {
         let others: Vec<String> = e
             .policies
@@ -281,37 +375,93 @@ fn check_entry(e: &PolicyEntry, subject: &Subject, server_version_num: i32) -> V
                 format!("{} ({mode}, TO {})", p.name, p.roles.join(", "))
             })
             .collect();
-        violated(
-            "catalog:pg_policy",
-            format!(
-                "no permissive policy on {name} applies to {runtime} ({}): default deny, the runtime sees no row",
-                others.join("; ")
-            ),
+        format!(
+            "no permissive policy on {name} applies to {runtime} ({}): default deny, the runtime sees no row",
+            others.join("; ")
         )
-    });
+    };
+    let declared = subject.expected.on_relation(name);
+    if e.runtime_privileges.iter().any(|p| declared.contains(p)) {
+        Observation::violated(
+            ID,
+            "catalog:pg_policy",
+            format!("{why}, though it is declared to use {name}"),
+        )
+    } else {
+        Observation::note(ID, "catalog:pg_policy", format!("{why}: deny-all"))
+    }
+}
+
+/// Every permissive policy that applies to the runtime binds the context in its USING and WITH
+/// CHECK, unless RESTRICTIVE policies that bind it narrow every command the permissive one
+/// governs and the runtime holds (a permissive `USING (true)` beside a restrictive tenant
+/// policy is a common correct design).
+fn bindings(e: &PolicyEntry, subject: &Subject, readers: &ContextReaders) -> Vec<Observation> {
+    let name = &e.relation;
+    let classify = |expression: Option<&str>| {
+        classify_with(
+            expression,
+            &subject.tenant_setting,
+            &e.tenant_column,
+            readers,
+        )
+    };
+    let restrictive: Vec<&Policy> = e
+        .policies
+        .iter()
+        .filter(|p| p.mode == PolicyMode::Restrictive && p.applies_to_runtime)
+        .collect();
+    // The restrictive policies that bind the context in this clause for every command
+    // `command` governs that the runtime holds, if there are such for each.
+    let narrowed = |command: PolicyCommand, check: bool| -> Option<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for c in command
+            .commands()
+            .into_iter()
+            .filter(|c| {
+                if check {
+                    matches!(*c, "INSERT" | "UPDATE")
+                } else {
+                    *c != "INSERT"
+                }
+            })
+            .filter(|c| e.runtime_can(c))
+        {
+            let r = restrictive.iter().find(|r| {
+                r.command.covers(c)
+                    && if check {
+                        classify(r.with_check.as_deref().or(r.using.as_deref())).binds()
+                    } else {
+                        classify(r.using.as_deref()).binds()
+                    }
+            })?;
+            names.insert(r.name.as_str());
+        }
+        (!names.is_empty()).then(|| names.into_iter().collect::<Vec<_>>().join(", "))
+    };
+    let mut out = Vec::new();
+    // A permissive policy for roles the runtime does not have (`TO service_role`) admits
+    // nothing to it.
     for p in e
         .policies
         .iter()
-        .filter(|p| p.mode == PolicyMode::Permissive)
+        .filter(|p| p.mode == PolicyMode::Permissive && p.applies_to_runtime)
     {
         let policy = format!("permissive policy {} ({}) on {name}", p.name, p.command);
         if p.command.filters_rows() {
-            let binding = classify_expression(
-                p.using.as_deref(),
-                &subject.tenant_setting,
-                &e.tenant_column,
-            );
-            out.push(
-                binding_observation(
-                    &binding,
-                    "catalog:policy-using",
-                    &policy,
-                    "USING",
-                    subject,
-                    e,
-                )
-                .on(name.clone()),
-            );
+            let binding = classify(p.using.as_deref());
+            let narrow = (!binding.binds())
+                .then(|| narrowed(p.command, false))
+                .flatten();
+            out.push(binding_observation(
+                &binding,
+                narrow,
+                "catalog:policy-using",
+                &policy,
+                "USING",
+                subject,
+                e,
+            ));
         }
         if p.command.checks_rows() {
             let (expression, clause) = match &p.with_check {
@@ -321,43 +471,62 @@ fn check_entry(e: &PolicyEntry, subject: &Subject, server_version_num: i32) -> V
                     "WITH CHECK (absent: USING checks new rows)".to_string(),
                 ),
             };
-            let binding =
-                classify_expression(expression, &subject.tenant_setting, &e.tenant_column);
-            out.push(
-                binding_observation(
-                    &binding,
-                    "catalog:policy-with-check",
-                    &policy,
-                    &clause,
-                    subject,
-                    e,
-                )
-                .on(name.clone()),
-            );
+            let binding = classify(expression);
+            let narrow = (!binding.binds())
+                .then(|| narrowed(p.command, true))
+                .flatten();
+            out.push(binding_observation(
+                &binding,
+                narrow,
+                "catalog:policy-with-check",
+                &policy,
+                &clause,
+                subject,
+                e,
+            ));
         }
-    }
-    for privilege in &e.runtime_privileges {
-        let covered = applicable.iter().any(|p| p.command.covers(privilege));
-        out.push(if covered {
-            holds(
-                "catalog:policy-command",
-                format!("{runtime}'s {privilege} on {name} is governed by a permissive policy"),
-            )
-        } else {
-            violated(
-                "catalog:policy-command",
-                format!(
-                    "{runtime} holds {privilege} on {name} but no permissive policy for {privilege} applies to it: \
-                     the command is governed only by default deny (policy for the wrong command)"
-                ),
-            )
-        });
     }
     out
 }
 
+/// Every command the runtime holds is governed by a permissive policy that applies to it. One
+/// it holds with no such policy is denied: a liveness bug when the subject declares the
+/// privilege (the application means to use it), else a note (a project that grants broadly and
+/// opens commands by policy, as Supabase's default grants do).
+fn commands(e: &PolicyEntry, subject: &Subject, applicable: &[&Policy]) -> Vec<Observation> {
+    let runtime = &subject.runtime_role;
+    let name = &e.relation;
+    let declared = subject.expected.on_relation(name);
+    e.runtime_privileges
+        .iter()
+        .map(|privilege| {
+            if applicable.iter().any(|p| p.command.covers(privilege)) {
+                Observation::new(
+                    ID,
+                    Status::Holds,
+                    "catalog:policy-command",
+                    format!("{runtime}'s {privilege} on {name} is governed by a permissive policy"),
+                )
+            } else {
+                let detail = format!(
+                    "{runtime} holds {privilege} on {name} but no permissive policy for {privilege} applies to it: \
+                     the command is governed only by default deny (policy for the wrong command)"
+                );
+                if declared.contains(privilege) {
+                    Observation::violated(ID, "catalog:policy-command", detail)
+                } else {
+                    Observation::note(ID, "catalog:policy-command", format!("{detail}; {privilege} is not declared"))
+                }
+            }
+        })
+        .collect()
+}
+
+/// The observation for `binding`, the classification of `policy`'s `clause`; `narrowed` names
+/// the restrictive policies that bind the context for every command it governs, if they do.
 fn binding_observation(
     binding: &Binding,
+    narrowed: Option<String>,
     probe: &str,
     policy: &str,
     clause: &str,
@@ -366,6 +535,16 @@ fn binding_observation(
 ) -> Observation {
     let setting = &subject.tenant_setting;
     let column = &entry.tenant_column;
+    if let Some(restrictive) = narrowed {
+        return Observation::new(
+            ID,
+            Status::Holds,
+            probe,
+            format!(
+                "{policy}: {clause} does not bind the context itself, but restrictive policy {restrictive} binds {setting} to {column} for every command it governs"
+            ),
+        );
+    }
     let detail = match binding {
         Binding::BindsContext => {
             return Observation::new(
@@ -373,6 +552,18 @@ fn binding_observation(
                 Status::Holds,
                 probe,
                 format!("{policy}: {clause} binds {setting} to {column}"),
+            );
+        }
+        Binding::CannotTell {
+            expression,
+            function,
+        } => {
+            return Observation::note(
+                ID,
+                probe,
+                format!(
+                    "{policy}: whether {clause} reads the tenant context depends on {function}(), whose body rlsgate cannot read; the probes decide: `{expression}`"
+                ),
             );
         }
         Binding::Absent => format!(
@@ -427,12 +618,28 @@ mod tests {
         }
     }
 
-    fn violations(e: &PolicyEntry) -> Vec<String> {
-        check_entry(e, &Subject::reference(), 150000)
+    /// The reference subject, declaring every command on `public.t`.
+    fn subject() -> Subject {
+        let mut s = Subject::reference();
+        s.expected.relations.insert(
+            "public.t".into(),
+            ["SELECT", "INSERT", "UPDATE", "DELETE"]
+                .map(String::from)
+                .into(),
+        );
+        s
+    }
+
+    fn of_status(e: &PolicyEntry, subject: &Subject, status: Status) -> Vec<String> {
+        check_entry(e, subject, 150000, &ContextReaders::default())
             .into_iter()
-            .filter(|o| o.status == Status::Violated)
+            .filter(|o| o.status == status)
             .map(|o| o.detail)
             .collect()
+    }
+
+    fn violations(e: &PolicyEntry) -> Vec<String> {
+        of_status(e, &subject(), Status::Violated)
     }
 
     #[test]
@@ -487,8 +694,54 @@ mod tests {
         let mut admin_only = policy(PolicyCommand::All, Some(REFERENCE), None);
         admin_only.applies_to_runtime = false;
         admin_only.roles = vec!["migration_owner".into()];
-        let v = violations(&entry(vec![admin_only], &[]));
+        let v = violations(&entry(vec![admin_only], &["SELECT"]));
         assert!(v[0].contains("no permissive policy"), "{v:?}");
+    }
+
+    #[test]
+    fn risks_the_runtime_cannot_reach_are_notes() {
+        // Not forced, owned by a role the runtime cannot act as: a note, unless forced RLS is
+        // required (the reference requires it).
+        let mut e = entry(
+            vec![policy(PolicyCommand::All, Some(REFERENCE), None)],
+            &["SELECT"],
+        );
+        e.rls_forced = false;
+        let mut relaxed = subject();
+        relaxed.require_forced_rls = false;
+        assert!(of_status(&e, &relaxed, Status::Violated).is_empty());
+        assert!(of_status(&e, &relaxed, Status::Note)[0].contains("not forced"));
+        assert!(violations(&e)[0].contains("forced RLS is required"));
+        // Deny-all: RLS with no policy on a table the runtime cannot reach, or does not declare.
+        let deny_all = entry(vec![], &[]);
+        assert!(violations(&deny_all).is_empty());
+        let mut undeclared = entry(vec![], &["SELECT"]);
+        undeclared.relation = "public.service_only".into();
+        assert!(
+            violations(&undeclared).is_empty(),
+            "{:?}",
+            violations(&undeclared)
+        );
+        // RLS not enabled on a table the runtime cannot reach.
+        let mut off = entry(vec![], &[]);
+        off.rls_enabled = false;
+        assert!(violations(&off).is_empty());
+        assert!(of_status(&off, &subject(), Status::Note)[0].contains("not enabled"));
+    }
+
+    #[test]
+    fn a_restrictive_policy_that_binds_the_context_narrows_a_permissive_true() {
+        let mut tenant = policy(PolicyCommand::All, Some(REFERENCE), Some(REFERENCE));
+        tenant.mode = PolicyMode::Restrictive;
+        tenant.name = "tenant".into();
+        let open = policy(PolicyCommand::All, Some("true"), Some("true"));
+        let e = entry(vec![open.clone(), tenant.clone()], &["SELECT", "INSERT"]);
+        assert_eq!(violations(&e), Vec::<String>::new());
+        // A restrictive policy for SELECT only leaves writes open.
+        tenant.command = PolicyCommand::Select;
+        let v = violations(&entry(vec![open, tenant], &["SELECT", "INSERT"]));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains("WITH CHECK is trivially true"), "{v:?}");
     }
 
     #[test]
@@ -496,7 +749,7 @@ mod tests {
         let mut view = entry(vec![], &["SELECT"]);
         view.kind = RelationKind::View;
         assert!(violations(&view)[0].contains("without security_invoker"));
-        let old = check_entry(&view, &Subject::reference(), 140010);
+        let old = check_entry(&view, &subject(), 140010, &ContextReaders::default());
         assert!(old[0].detail.contains("needs PostgreSQL 15"));
         view.security_invoker = true;
         assert!(violations(&view).is_empty());

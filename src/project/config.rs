@@ -114,6 +114,11 @@ pub struct TenantSection {
     /// The tenant table's key column (what the tenant columns hold).
     #[serde(default = "default_key")]
     pub key: String,
+    /// Require FORCE ROW LEVEL SECURITY on every tenant table. Without it, RLS that is not
+    /// forced on a table whose owner the runtime cannot act as is a note (the owner bypasses
+    /// the policies, but the runtime cannot be the owner).
+    #[serde(default)]
+    pub require_forced_rls: bool,
 }
 
 fn default_key() -> String {

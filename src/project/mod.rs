@@ -46,5 +46,6 @@ pub fn subject_of(project: &ProjectConfig) -> Subject {
         exclude: project.schema.exclude.clone(),
         include: project.schema.include.clone(),
         expected: ExpectedPrivileges::default(),
+        require_forced_rls: project.tenant.require_forced_rls,
     }
 }

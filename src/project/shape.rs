@@ -24,6 +24,8 @@ pub(crate) struct Column {
     pub(crate) max_len: Option<usize>,
     /// Enum labels, in order.
     pub(crate) labels: Vec<String>,
+    /// `numeric(p, s)`: the digits before the point, p - s.
+    pub(crate) integer_digits: Option<u32>,
 }
 
 /// A foreign key.
@@ -41,6 +43,8 @@ pub(crate) struct Shape {
     pub(crate) foreign_keys: Vec<ForeignKey>,
     /// CHECK constraints (the table's and its columns' domains') by name: columns, literals.
     pub(crate) checks: BTreeMap<String, (Vec<String>, Vec<String>)>,
+    /// Columns a CHECK holds to a list of values (`IN (...)`, `= ANY (ARRAY[...])`): the values.
+    pub(crate) listed: BTreeMap<String, Vec<String>>,
     /// Partition key columns and the literals of the partitions' bounds.
     pub(crate) partitions: Option<(Vec<String>, Vec<String>)>,
     /// Primary key columns (empty: none).
@@ -79,10 +83,21 @@ fn literals(expression: &str) -> Vec<String> {
 /// # Errors
 /// A database error naming what could not be read.
 pub(crate) async fn read_shape(client: &Client, table: &str) -> Result<Shape> {
+    let definitions = checks(client, table).await?;
     Ok(Shape {
         columns: columns(client, table).await?,
         foreign_keys: foreign_keys(client, table).await?,
-        checks: checks(client, table).await?,
+        listed: definitions
+            .iter()
+            .filter_map(|(_, (columns, definition))| match columns.as_slice() {
+                [column] => lists(definition).map(|values| (column.clone(), values)),
+                _ => None,
+            })
+            .collect(),
+        checks: definitions
+            .into_iter()
+            .map(|(name, (columns, definition))| (name, (columns, literals(&definition))))
+            .collect(),
         partitions: partitions(client, table).await?,
         primary_key: primary_key(client, table).await?,
     })
@@ -105,7 +120,9 @@ async fn columns(client: &Client, table: &str) -> Result<Vec<Column>> {
                          THEN a.atttypmod - 4 END,
                     ARRAY(SELECT e.enumlabel::text FROM pg_enum e
                           WHERE e.enumtypid = coalesce(bt.oid, t.oid) ORDER BY e.enumsortorder),
-                    a.attidentity = 'd'
+                    a.attidentity = 'd',
+                    CASE WHEN a.atttypmod > 4 AND coalesce(bt.typname, t.typname) = 'numeric'
+                         THEN ((a.atttypmod - 4) >> 16) - ((a.atttypmod - 4) & 65535) END
              FROM pg_attribute a
              JOIN pg_type t ON t.oid = a.atttypid
              LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
@@ -125,6 +142,7 @@ async fn columns(client: &Client, table: &str) -> Result<Vec<Column>> {
             generated: r.get(5),
             max_len: r.get::<_, Option<i32>>(6).map(|n| n as usize),
             labels: r.get(7),
+            integer_digits: r.get::<_, Option<i32>>(9).map(|d| d.max(0) as u32),
         })
         .collect())
 }
@@ -156,11 +174,21 @@ async fn foreign_keys(client: &Client, table: &str) -> Result<Vec<ForeignKey>> {
         .collect())
 }
 
-/// The CHECK constraints of the table and of its columns' domains: name → (columns, literals).
-async fn checks(
-    client: &Client,
-    table: &str,
-) -> Result<BTreeMap<String, (Vec<String>, Vec<String>)>> {
+/// The values a CHECK definition holds its column to, when it is one list of them
+/// (`CHECK ((status = ANY (ARRAY['a'::text, 'b'::text])))`, as PostgreSQL prints `IN (...)` too),
+/// with no other condition beside it.
+fn lists(definition: &str) -> Option<Vec<String>> {
+    // The column, maybe cast (`(status)::text`), `= ANY`, the array, maybe cast (`::text[]`).
+    let re = regex::Regex::new(
+        r"^CHECK \(\(+[^()\s]+\)?(?:::[a-z ]+)? = ANY \(\(?ARRAY\[([^\]]*)\]\)?(?:::[a-z ]+\[\])?\)\)+$",
+    )
+    .expect("a valid regex");
+    let values = literals(re.captures(definition)?.get(1)?.as_str());
+    (!values.is_empty()).then_some(values)
+}
+
+/// The CHECK constraints of the table and of its columns' domains: name → (columns, definition).
+async fn checks(client: &Client, table: &str) -> Result<BTreeMap<String, (Vec<String>, String)>> {
     Ok(client
         .query(
             "SELECT c.conname::text, pg_get_constraintdef(c.oid),
@@ -183,10 +211,9 @@ async fn checks(
         .map_err(read_error(table, "CHECK constraints"))?
         .iter()
         .map(|r| {
-            let def: String = r.get(1);
             (
                 r.get::<_, String>(0),
-                (r.get::<_, Vec<String>>(2), literals(&def)),
+                (r.get::<_, Vec<String>>(2), r.get::<_, String>(1)),
             )
         })
         .collect())
@@ -233,6 +260,31 @@ async fn primary_key(client: &Client, table: &str) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_are_checks_that_hold_a_column_to_values_and_nothing_else() {
+        let cases = [
+            (
+                "CHECK ((a = ANY (ARRAY['x'::text, 'y'::text])))",
+                Some(vec!["x", "y"]),
+            ),
+            (
+                "CHECK (((b)::text = ANY ((ARRAY['p'::character varying, 'q'::character varying])::text[])))",
+                Some(vec!["p", "q"]),
+            ),
+            (
+                "CHECK ((c = ANY (ARRAY['EUR'::bpchar, 'USD'::bpchar])))",
+                Some(vec!["EUR", "USD"]),
+            ),
+            ("CHECK ((e = ANY (ARRAY[1, 2])))", Some(vec!["1", "2"])),
+            ("CHECK (((d = 'x'::text) AND (length(d) > 0)))", None),
+            ("CHECK ((btrim(name) <> ''::text))", None),
+        ];
+        for (definition, expected) in cases {
+            let expected = expected.map(|v| v.into_iter().map(String::from).collect::<Vec<_>>());
+            assert_eq!(lists(definition), expected, "{definition}");
+        }
+    }
 
     #[test]
     fn literals_come_from_checks_and_partition_bounds() {

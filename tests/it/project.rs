@@ -70,6 +70,26 @@ fn findings(report: &Report) -> String {
     for f in &distinct {
         let _ = writeln!(out, "  {f}");
     }
+    let notes: BTreeSet<String> = report
+        .invariants
+        .iter()
+        .flat_map(|r| &r.notes)
+        .map(|o| {
+            format!(
+                "{} [{}] on {}: {}",
+                o.invariant,
+                o.probe,
+                o.relation.as_deref().unwrap_or("-"),
+                o.detail
+            )
+        })
+        .collect();
+    if !notes.is_empty() {
+        out.push_str("\nnotes:\n");
+        for n in &notes {
+            let _ = writeln!(out, "  {n}");
+        }
+    }
     out.push_str("\ndiscovered:\n");
     out.push_str(&rlsgate::evidence::text::discovery(report));
     out
@@ -131,6 +151,7 @@ async fn the_reference_through_the_generic_path_gives_the_campaigns_verdicts() {
 #[case::saas("saas")]
 #[case::definer("definer")]
 #[case::multitenant_columns("multitenant-columns")]
+#[case::helper_functions("helper-functions")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_project_holds(#[case] name: &str) {
     let report = check(name).await;
@@ -151,6 +172,7 @@ async fn every_example_project_holds(#[case] name: &str) {
 #[case::saas("saas", &[InvariantId::TenantIsolation, InvariantId::LeastPrivilege, InvariantId::RlsCoverage, InvariantId::DlqCompleteness])]
 #[case::definer("definer", &[InvariantId::TenantIsolation, InvariantId::RlsCoverage])]
 #[case::multitenant_columns("multitenant-columns", &[InvariantId::TenantIsolation, InvariantId::WriteCheck, InvariantId::LeastPrivilege, InvariantId::RlsCoverage])]
+#[case::helper_functions("helper-functions", &[InvariantId::TenantIsolation, InvariantId::WriteCheck, InvariantId::NoContextClosed, InvariantId::ContextHygiene, InvariantId::RlsCoverage])]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_broken_copy_is_caught(#[case] name: &str, #[case] expected: &[InvariantId]) {
     let report = check(&format!("{name}/broken")).await;
@@ -352,6 +374,8 @@ fn every_example_parses_and_names_existing_migration_directories() {
         "definer/broken",
         "multitenant-columns",
         "multitenant-columns/broken",
+        "helper-functions",
+        "helper-functions/broken",
     ] {
         let c = example(name);
         assert!(!c.migration_dirs().is_empty(), "{name}");
