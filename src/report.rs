@@ -70,9 +70,19 @@ pub struct InvariantResult {
     pub inconclusive_count: u64,
     /// The first inconclusive checks, in full.
     pub inconclusive: Vec<Observation>,
+    /// How many violations the project accepts (not counted as violations).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub accepted_count: u64,
+    /// The first accepted violations, each with its reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accepted: Vec<Observation>,
     /// The first notes: what a reviewer should know that decides nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<Observation>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Deliveries by final outcome.
@@ -243,6 +253,8 @@ impl Report {
                 violations: t.violation_samples.clone(),
                 inconclusive_count: t.inconclusive,
                 inconclusive: t.inconclusive_samples.clone(),
+                accepted_count: t.accepted,
+                accepted: t.accepted_samples.clone(),
                 notes: t.note_samples.clone(),
             })
             .collect();

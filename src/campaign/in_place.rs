@@ -81,7 +81,7 @@ pub(super) async fn exercise(p: &Prepared, run: &mut Run<'_>) -> Result<()> {
         )
         .await?,
     );
-    let uncovered = probes::coverage(&run.ledger, &run.relations, &|_| false);
+    let uncovered = probes::coverage(&run.ledger, &run.relations, &run.keys, &|_| false);
     run.ledger.record_all(uncovered);
     Ok(())
 }

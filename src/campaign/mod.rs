@@ -164,6 +164,8 @@ struct Prepared {
     runtime_login_hint: &'static str,
     started: Instant,
     ready: Duration,
+    /// The findings the project accepts.
+    accepted: Vec<crate::invariants::Acceptance>,
     /// How the database is treated.
     placement: Placement,
     /// The scratch copy the target is, dropped when the run ends.
@@ -178,6 +180,8 @@ pub(crate) struct Run<'t> {
     pub(crate) oracle: Client,
     /// The relations of the subject's schemas.
     pub(crate) relations: Vec<Relation>,
+    /// The keys the catalog could not judge, for the probes that can.
+    pub(crate) keys: probes::KeyCandidates,
     pub(crate) ledger: Ledger,
     pub(crate) started: Instant,
 }
@@ -260,11 +264,17 @@ async fn walk<K: Kind>(p: &Prepared, mut kind: K) -> Result<Report> {
         relations: catalog::relations(&oracle, &p.subject).await?,
         subject: p.subject.clone(),
         oracle,
-        ledger: p.scope.clone().map_or_else(Ledger::default, Ledger::scoped),
+        keys: probes::KeyCandidates::default(),
+        ledger: p
+            .scope
+            .clone()
+            .map_or_else(Ledger::default, Ledger::scoped)
+            .accepting(p.accepted.clone()),
         started: p.started,
     };
     kind.discover(&mut run).await?;
     let evidence = probes::static_checks(&run.oracle, &run.subject, &mut run.ledger).await?;
+    run.keys = probes::key_checks(&run.oracle, &run.relations, &mut run.ledger).await?;
     kind.static_checks(&mut run);
     let mut skipped = Vec::new();
     if p.placement == Placement::InPlace {
@@ -272,6 +282,12 @@ async fn walk<K: Kind>(p: &Prepared, mut kind: K) -> Result<Report> {
         in_place::exercise(p, &mut run).await?;
     } else {
         exercise(p, &mut run, &mut kind).await?;
+    }
+    if let Some(unmatched) = run.ledger.unmatched_acceptances().first() {
+        return Err(Error::config(format!(
+            "the [[accept]] entry {} matches no finding: remove it, or correct its relation or probe",
+            unmatched.describe()
+        )));
     }
     let (verdict, invariants) = Report::results(&run.ledger);
     let mut report = report(p, server_version, evidence);
@@ -291,7 +307,7 @@ async fn exercise<K: Kind>(p: &Prepared, run: &mut Run<'_>, kind: &mut K) -> Res
     };
     kind.exercise(run, &runtime).await?;
     let unjudged = |relation: &str| kind.unjudged(relation);
-    let uncovered = probes::coverage(&run.ledger, &run.relations, &unjudged);
+    let uncovered = probes::coverage(&run.ledger, &run.relations, &run.keys, &unjudged);
     run.ledger.record_all(uncovered);
     Ok(())
 }

@@ -5,11 +5,13 @@
 use deadpool_postgres::Pool;
 use tokio_postgres::{Client, Config};
 
+use crate::catalog::keys::{self, TenantReference, UniqueKey};
 use crate::catalog::{Relation, identity, policies, privileges};
 use crate::error::Result;
 use crate::invariants::{
     InvariantId, Ledger, Observation, Undecided, context_hygiene, least_privilege,
-    no_context_closed, rls_coverage, runtime_identity, tenant_isolation, write_check,
+    no_context_closed, rls_coverage, runtime_identity, side_channels, tenant_isolation,
+    write_check,
 };
 use crate::probe::ProbeSession;
 use crate::report::StaticEvidence;
@@ -68,17 +70,80 @@ pub(crate) async fn tenant_probes(
     Ok(out)
 }
 
+/// The keys of tenant tables the catalog could not judge: unique keys shared by every tenant
+/// (the UNIQUE probe decides them) and foreign keys into another tenant table that do not carry
+/// the tenant (the XREF probe decides them).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyCandidates {
+    pub(crate) unique: Vec<UniqueKey>,
+    pub(crate) references: Vec<TenantReference>,
+}
+
+/// The keys of the tenant tables, judged from the catalog where it can (`side-channels` for
+/// unique keys, `write-check` for foreign keys that carry the tenant); the rest are returned for
+/// the probes.
+///
+/// # Errors
+/// A database error when the catalog cannot be read.
+pub(crate) async fn key_checks(
+    oracle: &Client,
+    relations: &[Relation],
+    ledger: &mut Ledger,
+) -> Result<KeyCandidates> {
+    let (judged, unique) =
+        side_channels::judge_keys(&keys::unique_keys(oracle, relations).await?, relations);
+    ledger.record_all(judged);
+    let (judged, references) = write_check::judge_references(
+        &keys::tenant_references(oracle, relations).await?,
+        relations,
+    );
+    ledger.record_all(judged);
+    Ok(KeyCandidates { unique, references })
+}
+
 /// What the probes never decided: a tenant table the runtime can read that no READ saw with
 /// another tenant's row in it (no leak could show), or that no NOCTX probe decided; one it can
-/// write that no write probe decided. Each is inconclusive, so a run never passes on a relation
-/// nothing was checked on. Partitions are judged through their parent, views by their own
-/// READ; `unjudged` relations (rows that could not be seeded) are already inconclusive.
+/// write that no write probe decided; a key candidate no UNIQUE or XREF probe tried. Each is
+/// inconclusive, so a run never passes on something nothing was checked on. Partitions are
+/// judged through their parent, views by their own READ; `unjudged` relations (rows that could
+/// not be seeded) are already inconclusive.
 pub(crate) fn coverage(
     ledger: &Ledger,
     relations: &[Relation],
+    keys: &KeyCandidates,
     unjudged: &dyn Fn(&str) -> bool,
 ) -> Vec<Observation> {
     let mut out = Vec::new();
+    let candidates = keys
+        .unique
+        .iter()
+        .map(|k| {
+            (
+                InvariantId::SideChannels,
+                &k.relation,
+                side_channels::probe_name(k),
+            )
+        })
+        .chain(keys.references.iter().map(|r| {
+            (
+                InvariantId::WriteCheck,
+                &r.relation,
+                write_check::reference_probe_name(r),
+            )
+        }));
+    for (invariant, relation, probe) in candidates {
+        if !unjudged(relation) && !ledger.decided(invariant, relation, &probe) {
+            out.push(
+                Observation::inconclusive(
+                    invariant,
+                    Undecided::NothingToCheck,
+                    format!("{probe}-coverage"),
+                    format!("no probe tried {probe} on {relation}: nothing decides it"),
+                )
+                .on(relation.clone()),
+            );
+        }
+    }
     for rel in relations.iter().filter(|r| {
         r.is_tenant_relation()
             && matches!(r.kind, 'r' | 'p')
@@ -208,7 +273,7 @@ mod tests {
             Observation::violated(InvariantId::NoContextClosed, "NOCTX-set-then-ended", "x")
                 .on("public.b"),
         );
-        let gaps = coverage(&ledger, &relations, &|_| false);
+        let gaps = coverage(&ledger, &relations, &KeyCandidates::default(), &|_| false);
         let got: Vec<_> = gaps
             .iter()
             .map(|o| {
@@ -229,6 +294,10 @@ mod tests {
                 Some(Undecided::NothingToCheck)
             )]
         );
-        assert!(coverage(&ledger, &relations, &|r| r == "public.a").is_empty());
+        assert!(
+            coverage(&ledger, &relations, &KeyCandidates::default(), &|r| r
+                == "public.a")
+            .is_empty()
+        );
     }
 }

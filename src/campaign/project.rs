@@ -17,11 +17,13 @@ use crate::catalog::discovery::{self, Discovery};
 use crate::config::Settings;
 use crate::database::Database;
 use crate::error::Result;
-use crate::invariants::{InvariantId, Observation, Status, Undecided};
+use crate::invariants::{InvariantId, Observation, Undecided};
 use crate::probe::ProbeSession;
 use crate::project::seed::Seeder;
 use crate::project::target::{self, Source};
-use crate::project::{DLQ_STATEMENT, INVARIANTS, ProjectConfig, dlq, dml, privileges, subject_of};
+use crate::project::{
+    DLQ_STATEMENT, INVARIANTS, ProjectConfig, dlq, dml, privileges, references, subject_of,
+};
 use crate::report::{Report, Verdict};
 use crate::target::Target;
 
@@ -92,6 +94,7 @@ pub async fn check_project(
         runtime_login_hint: "--runtime-url or roles.runtime_url_env",
         started,
         ready,
+        accepted: crate::project::acceptances(project),
         placement: database.placement,
         scratch: database.scratch,
     };
@@ -158,7 +161,7 @@ impl Project<'_> {
                 dml::run_case(pool, &run.oracle, seeder, &run.subject, &targets, actions).await?;
             let violations: Vec<Observation> = observations
                 .iter()
-                .filter(|o| o.status == Status::Violated)
+                .filter(|o| run.ledger.fails(o))
                 .cloned()
                 .collect();
             if options.progress && (n.is_multiple_of(4) || !violations.is_empty()) {
@@ -282,6 +285,15 @@ impl Kind for Project<'_> {
                 .await?,
             );
         }
+        let mut aim = references::Aim {
+            session: &mut session,
+            oracle: &run.oracle,
+            seeder: &mut self.seeder,
+            subject: &run.subject,
+        };
+        let mut keyed = references::references(&mut aim, &run.keys.references).await?;
+        keyed.extend(references::unique_keys(&mut aim, &run.keys.unique).await?);
+        run.ledger.record_all(keyed);
         let pool = super::pool(runtime, self.options.pool_size)?;
         self.dml_property(run, &pool).await?;
         run.ledger.record_all(

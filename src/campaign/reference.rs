@@ -16,7 +16,7 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::history::History;
-use crate::invariants::{Case, InvariantId, Observation, Status};
+use crate::invariants::{Case, InvariantId, Observation};
 use crate::probe::ProbeSession;
 use crate::provision::Server;
 use crate::report::{Counterexample, Placement, Report, TaskCounts, transcript};
@@ -152,6 +152,7 @@ fn prepared(
         runtime_login_hint: "--runtime-url",
         started,
         ready,
+        accepted: Vec::new(),
         placement: Placement::Built,
         scratch: None,
     }
@@ -204,7 +205,7 @@ impl<'o> Reference<'o> {
         let (plan, history, observations) = self.execute(run, ex, w).await?;
         let violations: Vec<Observation> = observations
             .iter()
-            .filter(|o| o.status == Status::Violated)
+            .filter(|o| run.ledger.fails(o))
             .cloned()
             .collect();
         self.progress(&plan, &history, violations.len());

@@ -5,6 +5,7 @@ use tokio_postgres::Client;
 
 pub mod discovery;
 pub mod identity;
+pub mod keys;
 pub mod policies;
 pub mod privileges;
 

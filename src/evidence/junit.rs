@@ -64,7 +64,25 @@ pub fn render(report: &Report) -> String {
             r.checks
         );
         if r.status == Status::Holds {
-            out.push_str("/>\n");
+            if r.accepted.is_empty() {
+                out.push_str("/>\n");
+            } else {
+                let accepted: Vec<String> = r
+                    .accepted
+                    .iter()
+                    .map(|o| {
+                        format!(
+                            "accepted: {o} (reason: {})",
+                            o.accepted.as_deref().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    ">\n      <system-out>{}</system-out>\n    </testcase>",
+                    escape(&redact(&accepted.join("\n")))
+                );
+            }
             continue;
         }
         out.push_str(">\n");

@@ -93,6 +93,16 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
             }
             out.push_str("```\n");
         }
+        if !r.accepted.is_empty() {
+            out.push_str("\nAccepted by the project (they do not fail the gate):\n\n");
+            for o in &r.accepted {
+                let _ = writeln!(
+                    out,
+                    "- {o} (accepted: {})",
+                    o.accepted.as_deref().unwrap_or_default()
+                );
+            }
+        }
         if !r.notes.is_empty() {
             out.push_str("\nNotes (they decide nothing; the probes do):\n\n");
             for o in &r.notes {

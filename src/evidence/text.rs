@@ -64,6 +64,12 @@ pub fn verdicts(report: &Report) -> String {
             .iter()
             .chain(&r.inconclusive)
             .map(|o| o.to_string())
+            .chain(r.accepted.iter().map(|o| {
+                format!(
+                    "{o} [accepted: {}]",
+                    o.accepted.as_deref().unwrap_or_default()
+                )
+            }))
             .collect();
         shown.sort();
         shown.dedup();

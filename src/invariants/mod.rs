@@ -37,6 +37,7 @@ pub mod rls_coverage;
 pub mod rollup_consistency;
 pub mod runtime_identity;
 pub mod runtime_lacks_ddl;
+pub mod side_channels;
 pub mod tenant_isolation;
 pub mod write_check;
 
@@ -72,11 +73,13 @@ pub enum InvariantId {
     ExpectedOutcome,
     /// `durability`
     Durability,
+    /// `side-channels`
+    SideChannels,
 }
 
 impl InvariantId {
     /// Every invariant, in the order of docs/system.md section 6.
-    pub const ALL: [InvariantId; 14] = [
+    pub const ALL: [InvariantId; 15] = [
         Self::TenantIsolation,
         Self::WriteCheck,
         Self::NoContextClosed,
@@ -91,6 +94,7 @@ impl InvariantId {
         Self::RollupConsistency,
         Self::ExpectedOutcome,
         Self::Durability,
+        Self::SideChannels,
     ];
 
     /// The stable id.
@@ -110,6 +114,7 @@ impl InvariantId {
             Self::RollupConsistency => "rollup-consistency",
             Self::ExpectedOutcome => "expected-outcome",
             Self::Durability => "durability",
+            Self::SideChannels => "side-channels",
         }
     }
 
@@ -153,6 +158,9 @@ impl InvariantId {
             }
             Self::Durability => {
                 "after injected crashes, kills and timeouts: every task seen to commit is there once; every failure is in the DLQ; an unknown commit resolves to exactly once"
+            }
+            Self::SideChannels => {
+                "no error tells a tenant what another holds: no unique key of a tenant table it can write collides across tenants"
             }
         }
     }
@@ -285,6 +293,9 @@ pub struct Observation {
     /// Why an inconclusive check could not decide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undecided: Option<Undecided>,
+    /// For a violation the project accepts: its written reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<String>,
 }
 
 impl Observation {
@@ -304,6 +315,7 @@ impl Observation {
             sqlstate: None,
             statement: None,
             undecided: None,
+            accepted: None,
         }
     }
 
@@ -392,6 +404,53 @@ impl fmt::Display for Observation {
     }
 }
 
+/// A finding a project accepts, with its reason (`[[accept]]` in rlsgate.toml): a violation of
+/// `invariant` on `relation` (any, when `None`) by a probe whose name starts with `probe` (any,
+/// when `None`) is shown as accepted and does not fail the gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acceptance {
+    /// The invariant.
+    pub invariant: InvariantId,
+    /// The relation (or function) the finding is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relation: Option<String>,
+    /// The probe, or the start of its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+    /// Why it is accepted.
+    pub reason: String,
+}
+
+impl Acceptance {
+    fn matches(&self, o: &Observation) -> bool {
+        o.invariant == self.invariant
+            && self
+                .relation
+                .as_ref()
+                .is_none_or(|r| o.relation.as_ref() == Some(r))
+            && self
+                .probe
+                .as_ref()
+                .is_none_or(|p| o.probe.starts_with(p.as_str()))
+    }
+
+    /// The entry in words, for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "invariant = \"{}\"{}{}",
+            self.invariant,
+            self.relation
+                .as_ref()
+                .map(|r| format!(", relation = \"{r}\""))
+                .unwrap_or_default(),
+            self.probe
+                .as_ref()
+                .map(|p| format!(", probe = \"{p}\""))
+                .unwrap_or_default()
+        )
+    }
+}
+
 /// How many findings of each status the ledger keeps in full per invariant (the rest are
 /// counted).
 pub const KEPT_PER_INVARIANT: usize = 20;
@@ -409,6 +468,12 @@ pub struct Tally {
     pub violation_samples: Vec<Observation>,
     /// The first inconclusive checks, in full.
     pub inconclusive_samples: Vec<Observation>,
+    /// Violations the project accepts (counted as checks, not as violations).
+    #[serde(default)]
+    pub accepted: u64,
+    /// The first accepted violations, in full.
+    #[serde(default)]
+    pub accepted_samples: Vec<Observation>,
     /// Notes (never counted as checks).
     #[serde(default)]
     pub notes: u64,
@@ -439,6 +504,9 @@ pub struct Ledger {
     /// violated), for [`Ledger::decided`].
     #[serde(skip)]
     decided: BTreeSet<(InvariantId, String, String)>,
+    /// What the project accepts, and how many violations each entry matched.
+    #[serde(skip)]
+    acceptances: Vec<(Acceptance, u64)>,
 }
 
 impl Default for Ledger {
@@ -457,11 +525,44 @@ impl Ledger {
                 .map(|i| (i, Tally::default()))
                 .collect(),
             decided: BTreeSet::new(),
+            acceptances: Vec::new(),
         }
     }
 
+    /// The same ledger, accepting the violations `acceptances` match.
+    pub fn accepting(mut self, acceptances: impl IntoIterator<Item = Acceptance>) -> Self {
+        self.acceptances = acceptances.into_iter().map(|a| (a, 0)).collect();
+        self
+    }
+
+    /// Whether `observation` is a violation that fails the gate (one the project does not
+    /// accept).
+    pub fn fails(&self, observation: &Observation) -> bool {
+        observation.status == Status::Violated
+            && !self.acceptances.iter().any(|(a, _)| a.matches(observation))
+    }
+
+    /// The acceptances that matched no violation.
+    pub fn unmatched_acceptances(&self) -> Vec<&Acceptance> {
+        self.acceptances
+            .iter()
+            .filter(|(_, n)| *n == 0)
+            .map(|(a, _)| a)
+            .collect()
+    }
+
     /// Count `observation` against its invariant.
-    pub fn record(&mut self, observation: Observation) {
+    pub fn record(&mut self, mut observation: Observation) {
+        if observation.status == Status::Violated {
+            let mut reason = None;
+            for (a, n) in self.acceptances.iter_mut() {
+                if a.matches(&observation) {
+                    *n += 1;
+                    reason.get_or_insert_with(|| a.reason.clone());
+                }
+            }
+            observation.accepted = reason;
+        }
         if let (Status::Holds | Status::Violated, Some(relation)) =
             (observation.status, &observation.relation)
         {
@@ -480,6 +581,13 @@ impl Ledger {
             return;
         }
         tally.checks += 1;
+        if observation.accepted.is_some() {
+            tally.accepted += 1;
+            if tally.accepted_samples.len() < KEPT_PER_INVARIANT {
+                tally.accepted_samples.push(observation);
+            }
+            return;
+        }
         match observation.status {
             Status::Holds => {}
             Status::Violated => {
@@ -586,7 +694,7 @@ mod tests {
 
     #[test]
     fn ids_round_trip_and_cover_section_6() {
-        assert_eq!(InvariantId::ALL.len(), 14);
+        assert_eq!(InvariantId::ALL.len(), 15);
         for i in InvariantId::ALL {
             assert_eq!(i.id().parse::<InvariantId>().unwrap(), i);
             assert_eq!(
@@ -596,6 +704,43 @@ mod tests {
             );
         }
         assert!("nope".parse::<InvariantId>().is_err());
+    }
+
+    #[test]
+    fn an_accepted_violation_is_counted_apart_and_an_unmatched_acceptance_is_reported() {
+        let accept = |relation: &str| Acceptance {
+            invariant: InvariantId::SideChannels,
+            relation: Some(relation.into()),
+            probe: Some("UNIQUE".into()),
+            reason: "ids are public".into(),
+        };
+        let mut ledger =
+            Ledger::default().accepting([accept("public.posts"), accept("public.none")]);
+        let found =
+            Observation::violated(InvariantId::SideChannels, "UNIQUE:posts_pkey", "collides")
+                .on("public.posts");
+        assert!(!ledger.fails(&found));
+        ledger.record(found);
+        let other =
+            Observation::violated(InvariantId::SideChannels, "UNIQUE:users_email", "collides")
+                .on("public.users");
+        assert!(ledger.fails(&other));
+        let tally = ledger.tally(InvariantId::SideChannels);
+        assert_eq!((tally.checks, tally.violations, tally.accepted), (1, 0, 1));
+        assert_eq!(tally.status(), Status::Holds);
+        assert_eq!(
+            tally.accepted_samples[0].accepted.as_deref(),
+            Some("ids are public")
+        );
+        let unmatched: Vec<_> = ledger
+            .unmatched_acceptances()
+            .into_iter()
+            .map(Acceptance::describe)
+            .collect();
+        assert_eq!(
+            unmatched,
+            ["invariant = \"side-channels\", relation = \"public.none\", probe = \"UNIQUE\""]
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use tokio_postgres::Client;
 
 use crate::catalog::Relation;
+use crate::catalog::keys::TenantReference;
 use crate::error::{Error, Result};
 use crate::invariants::{InvariantId, Observation, Undecided};
 use crate::probe::ProbeSession;
@@ -159,4 +160,54 @@ pub async fn check(
             .map_err(|e| Error::database("ending a write probe", e))?;
     }
     Ok(out)
+}
+
+/// The probe's name for `reference`: `XREF:<constraint>`.
+pub fn reference_probe_name(reference: &TenantReference) -> String {
+    format!("XREF:{}", reference.name)
+}
+
+/// Judge foreign keys into tenant tables from the catalog: one that carries the tenant column
+/// onto the referenced table's keeps a row with its own tenant's rows; one from a table the
+/// runtime cannot write gives it nothing to try. The others are returned: the XREF probe
+/// decides whether a tenant can attach its row to another tenant's (PostgreSQL checks a foreign
+/// key without row-level security).
+pub fn judge_references(
+    references: &[TenantReference],
+    relations: &[Relation],
+) -> (Vec<Observation>, Vec<TenantReference>) {
+    let mut out = Vec::new();
+    let mut candidates = Vec::new();
+    for r in references {
+        let writable = relations
+            .iter()
+            .find(|rel| rel.name == r.relation)
+            .is_some_and(|rel| rel.runtime_can_insert || rel.runtime_can_update);
+        let detail = if r.carries_tenant {
+            format!(
+                "foreign key {} ({}) references {} with the tenant column: a row refers only to its own tenant's",
+                r.name,
+                r.columns.join(", "),
+                r.referenced
+            )
+        } else if !writable {
+            format!(
+                "foreign key {} references {} without the tenant column, but the runtime cannot write {}",
+                r.name, r.referenced, r.relation
+            )
+        } else {
+            candidates.push(r.clone());
+            continue;
+        };
+        out.push(
+            Observation::new(
+                ID,
+                crate::invariants::Status::Holds,
+                reference_probe_name(r),
+                detail,
+            )
+            .on(r.relation.clone()),
+        );
+    }
+    (out, candidates)
 }

@@ -36,9 +36,29 @@ pub struct ProjectConfig {
     /// The dead-letter queue, if the project has one.
     #[serde(default)]
     pub dlq: Option<DlqSection>,
+    /// Findings the project accepts (`[[accept]]`), each with a written reason.
+    #[serde(default)]
+    pub accept: Vec<AcceptEntry>,
     /// The directory the file was read from (relative paths are relative to it).
     #[serde(skip)]
     pub base: PathBuf,
+}
+
+/// `[[accept]]`: a finding the project accepts. It is shown as accepted in every artifact and
+/// does not fail the gate; an entry that matches no finding is an error.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptEntry {
+    /// The invariant's id (`side-channels`, `rls-coverage`, ...).
+    pub invariant: String,
+    /// The relation or function the finding is about (`public.users`); any when absent.
+    #[serde(default)]
+    pub relation: Option<String>,
+    /// The probe, or the start of its name (`UNIQUE:users_email_key`, `UNIQUE`); any when absent.
+    #[serde(default)]
+    pub probe: Option<String>,
+    /// Why the finding is accepted: shown beside it.
+    pub reason: String,
 }
 
 /// `[schema]`.
@@ -289,6 +309,17 @@ impl ProjectConfig {
         }
         for r in self.schema.include.iter().chain(&self.schema.exclude) {
             qualified("schema.include/exclude", r)?;
+        }
+        for (i, a) in self.accept.iter().enumerate() {
+            a.invariant
+                .parse::<crate::invariants::InvariantId>()
+                .map_err(|e| Error::config(format!("accept entry {}: {e}", i + 1)))?;
+            if a.reason.trim().is_empty() {
+                return Err(Error::config(format!(
+                    "accept entry {} has an empty reason; write why the finding is accepted",
+                    i + 1
+                )));
+            }
         }
         for dir in self.migration_dirs() {
             if !dir.is_dir() {

@@ -9,6 +9,7 @@ pub mod config;
 pub(crate) mod dlq;
 pub(crate) mod dml;
 pub(crate) mod privileges;
+pub(crate) mod references;
 pub(crate) mod seed;
 mod shape;
 pub(crate) mod target;
@@ -22,7 +23,7 @@ use crate::subject::{ExpectedPrivileges, Subject};
 
 /// The invariants a project is checked against (the history invariants need the built-in
 /// worker; `dlq-completeness` needs a `[dlq]` table).
-pub const INVARIANTS: [InvariantId; 8] = [
+pub const INVARIANTS: [InvariantId; 9] = [
     InvariantId::TenantIsolation,
     InvariantId::WriteCheck,
     InvariantId::NoContextClosed,
@@ -31,6 +32,7 @@ pub const INVARIANTS: [InvariantId; 8] = [
     InvariantId::LeastPrivilege,
     InvariantId::RuntimeLacksDdl,
     InvariantId::RlsCoverage,
+    InvariantId::SideChannels,
 ];
 
 /// The subject of the checks, from the file (the expected privileges come later, from the
@@ -48,4 +50,20 @@ pub fn subject_of(project: &ProjectConfig) -> Subject {
         expected: ExpectedPrivileges::default(),
         require_forced_rls: project.tenant.require_forced_rls,
     }
+}
+
+/// The findings the project accepts (`[[accept]]`, validated when the file was read).
+pub fn acceptances(project: &ProjectConfig) -> Vec<crate::invariants::Acceptance> {
+    project
+        .accept
+        .iter()
+        .filter_map(|a| {
+            Some(crate::invariants::Acceptance {
+                invariant: a.invariant.parse().ok()?,
+                relation: a.relation.clone(),
+                probe: a.probe.clone(),
+                reason: a.reason.clone(),
+            })
+        })
+        .collect()
 }

@@ -539,6 +539,79 @@ impl Seeder {
         Ok(Err(NotSeeded::refused(last)))
     }
 
+    /// Tenant `tenant`'s sentinel row of `table`, as inserted.
+    pub fn sentinel_row(&self, table: &str, tenant: &str) -> Option<&Map<String, Value>> {
+        self.rows.get(&(table.to_string(), tenant.to_string()))
+    }
+
+    /// Give `tenant`'s sentinel row of `table` a value in each of `columns` where it has none
+    /// (NULL), as the oracle, so that a probe can aim at its values. Returns the row.
+    ///
+    /// # Errors
+    /// A database error when the catalog cannot be read.
+    pub async fn fill_sentinel(
+        &mut self,
+        oracle: &Client,
+        table: &str,
+        tenant: &str,
+        columns: &[String],
+    ) -> Result<Seeded<Map<String, Value>>> {
+        let key = (table.to_string(), tenant.to_string());
+        let Some(row) = self.rows.get(&key).cloned() else {
+            return Ok(Err(NotSeeded::because(format!(
+                "{table} has no sentinel row of {tenant}"
+            ))));
+        };
+        let shape = self.shape(oracle, table).await?;
+        let mut values = Map::new();
+        for column in shape.columns.iter().filter(|c| columns.contains(&c.name)) {
+            if row.get(&column.name).is_none_or(Value::is_null) {
+                self.counter += 1;
+                match generate(column, self.counter, &self.tag, self.namespace) {
+                    Some(v) => values.insert(column.name.clone(), v),
+                    None => {
+                        return Ok(Err(NotSeeded::because(format!(
+                            "cannot generate a value of type {} for {}",
+                            column.type_name, column.name
+                        ))));
+                    }
+                };
+            }
+        }
+        if values.is_empty() {
+            return Ok(Ok(row));
+        }
+        let list: Vec<String> = values.keys().map(|c| quote_ident(c)).collect();
+        let list = list.join(", ");
+        let sql = format!(
+            "UPDATE {table} t SET ({list}) = (SELECT {list} FROM json_populate_record(NULL::{table}, $1::text::json))
+             WHERE row_to_json(t)::jsonb = $2::text::jsonb RETURNING row_to_json(t)::text"
+        );
+        let updated = oracle
+            .query_opt(
+                &sql,
+                &[
+                    &Value::Object(values).to_string(),
+                    &Value::Object(row).to_string(),
+                ],
+            )
+            .await;
+        Ok(match updated {
+            Ok(Some(r)) => {
+                let row = parse_object(&r.get::<_, String>(0));
+                self.rows.insert(key, row.clone());
+                Ok(row)
+            }
+            Ok(None) => Err(NotSeeded::because(format!(
+                "the sentinel row of {tenant} in {table} changed since it was inserted"
+            ))),
+            Err(e) => Err(NotSeeded::because(format!(
+                "its sentinel row could not be given values: {}",
+                crate::error::describe_db_error(&e)
+            ))),
+        })
+    }
+
     /// The values of a new row of `table` for `tenant`, for the runtime to insert (referenced
     /// rows are the tenant's sentinels, created by the oracle when missing).
     ///

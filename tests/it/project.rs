@@ -70,6 +70,26 @@ fn findings(report: &Report) -> String {
     for f in &distinct {
         let _ = writeln!(out, "  {f}");
     }
+    let accepted: BTreeSet<String> = report
+        .invariants
+        .iter()
+        .flat_map(|r| &r.accepted)
+        .map(|o| {
+            format!(
+                "{} [{}] on {}: {}",
+                o.invariant,
+                o.probe,
+                o.relation.as_deref().unwrap_or("-"),
+                o.accepted.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    if !accepted.is_empty() {
+        out.push_str("\naccepted:\n");
+        for a in &accepted {
+            let _ = writeln!(out, "  {a}");
+        }
+    }
     let notes: BTreeSet<String> = report
         .invariants
         .iter()
@@ -152,6 +172,7 @@ async fn the_reference_through_the_generic_path_gives_the_campaigns_verdicts() {
 #[case::definer("definer")]
 #[case::multitenant_columns("multitenant-columns")]
 #[case::helper_functions("helper-functions")]
+#[case::references("references")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_project_holds(#[case] name: &str) {
     let report = check(name).await;
@@ -173,6 +194,7 @@ async fn every_example_project_holds(#[case] name: &str) {
 #[case::definer("definer", &[InvariantId::TenantIsolation, InvariantId::RlsCoverage])]
 #[case::multitenant_columns("multitenant-columns", &[InvariantId::TenantIsolation, InvariantId::WriteCheck, InvariantId::LeastPrivilege, InvariantId::RlsCoverage])]
 #[case::helper_functions("helper-functions", &[InvariantId::TenantIsolation, InvariantId::WriteCheck, InvariantId::NoContextClosed, InvariantId::ContextHygiene, InvariantId::RlsCoverage])]
+#[case::references("references", &[InvariantId::WriteCheck, InvariantId::SideChannels])]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_broken_copy_is_caught(#[case] name: &str, #[case] expected: &[InvariantId]) {
     let report = check(&format!("{name}/broken")).await;
@@ -376,6 +398,8 @@ fn every_example_parses_and_names_existing_migration_directories() {
         "multitenant-columns/broken",
         "helper-functions",
         "helper-functions/broken",
+        "references",
+        "references/broken",
     ] {
         let c = example(name);
         assert!(!c.migration_dirs().is_empty(), "{name}");
