@@ -629,7 +629,8 @@ fn dbmate(entry: &Entry, version: i64, text: &str) -> Result<Migration> {
     let bad = |what: &str| {
         Error::migration(format!(
             "dbmate migration {} {what}; dbmate files are `-- migrate:up`, its statements, then \
-             `-- migrate:down` and its statements",
+             `-- migrate:down` and its statements (if the directory is not dbmate's, name its \
+             format in [schema])",
             entry.name
         ))
     };
