@@ -25,7 +25,9 @@
 //! ## Concepts
 //! - **server** ([`Server`]): a running PostgreSQL on one of three [backends](Backend).
 //! - **roles** ([`roles`]): `migration_owner` (owns and migrates), `app_user` (the runtime).
-//! - **migrations** ([`migrations`]): `NNNN_description.sql` files applied as the admin role.
+//! - **migrations** ([`migrations`]): migration files applied as the admin role, in rlsgate's
+//!   layout (`NNNN_description.sql`) or in sqlx's, Supabase's, Flyway's, refinery's,
+//!   golang-migrate's, diesel's or dbmate's.
 //! - **database** ([`Database`]): a clone of the migrated template, per test.
 //!
 //! ## Backends

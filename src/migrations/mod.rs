@@ -1,29 +1,42 @@
-//! Migrations: `NNNN_description.sql` files applied in order as the admin role.
+//! Migrations: a project's migration files applied in version order as the admin role.
+//!
+//! The files come in the layout of rlsgate (`NNNN_description.sql`) or of another migration
+//! tool (sqlx, Supabase, Flyway, refinery, golang-migrate, diesel, dbmate), named by a
+//! [`Format`] or detected from the files ([`layout`]); down and undo migrations are never
+//! applied. Versions are 64-bit.
 //!
 //! Each file runs in a transaction of its own and is recorded, with the SHA-256 of its text and
 //! the role that applied it, in the ledger `public.rlsgate_migrations`. A failing file leaves
 //! nothing behind and the error names the file, the statement and its line. A file edited after
-//! it was applied is refused. Running again applies only the new files.
+//! it was applied is refused. Running again applies only the new files. A file marked
+//! `-- rlsgate:no-transaction` (or with its tool's own marker) runs outside a transaction,
+//! statement by statement, for what PostgreSQL refuses inside one (`CREATE INDEX
+//! CONCURRENTLY`): a failure there leaves the statements before it applied.
 //!
 //! The ledger lives in `public`, where every rlsgate release has kept it (so a database migrated
-//! by an older one is read as it is), and is always named schema-qualified: a file that changes
+//! by an older one is read as it is; its `integer` version column is widened to `bigint` when a
+//! version needs it), and is always named schema-qualified: a file that changes
 //! `search_path` (`SET search_path = app;`, or pg_dump's
 //! `SELECT pg_catalog.set_config('search_path', '', false);`) cannot move it. Nor does session
 //! state leak from one file into the next: after each file the session's settings are put back
 //! to what they were before the first (`RESET ALL`, then the caller's own `SET`s again), its role
 //! too, and its temporary tables are dropped.
 
+pub mod layout;
 pub mod script;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, Result, describe_db_error};
 use crate::sql::quote_ident;
+pub use layout::Format;
+use script::Statement;
 
 /// The table that records applied migrations.
 pub const TABLE: &str = "rlsgate_migrations";
@@ -36,61 +49,133 @@ fn ledger() -> String {
     format!("{}.{}", quote_ident(SCHEMA), quote_ident(TABLE))
 }
 
-/// One migration file.
+/// How a migration's statements run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transaction {
+    /// In a transaction of its own, with its ledger row: all of the file or none of it.
+    PerFile,
+    /// Outside any transaction, one statement at a time, then recorded: a failure leaves the
+    /// statements before it applied.
+    None {
+        /// The marker that asked for it (`-- rlsgate:no-transaction`, or the tool's own).
+        marker: &'static str,
+    },
+}
+
+/// One migration: a file (for dbmate, its up section; for diesel, a directory's `up.sql`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {
-    /// The number before the first underscore.
-    pub version: i32,
-    /// The file name, e.g. `0002_llm_audit.sql`.
+    /// The version its name gives (a repeatable migration's is negative, from its name).
+    pub version: i64,
+    /// The file's name in its directory, e.g. `0002_llm_audit.sql`, `V3__grants.sql`,
+    /// `2024-01-31-120000_users/up.sql`.
     pub name: String,
-    /// The file's text.
+    /// The text that is applied.
     pub sql: String,
-    /// Hex SHA-256 of the text.
+    /// Hex SHA-256 of `sql`.
     pub checksum: String,
+    /// How its statements run.
+    pub transaction: Transaction,
+    /// A Flyway repeatable migration (`R__name.sql`): applied after the versioned ones, in
+    /// name order, and again whenever its text changes.
+    pub repeatable: bool,
+    statements: Vec<Statement>,
 }
 
 impl Migration {
-    /// A migration named `name` (which must be `NNNN_description.sql`) with text `sql`.
+    /// A migration in rlsgate's layout: `name` must be `NNNN_description.sql`, `sql` its text.
     ///
     /// # Errors
     /// A migration error naming the file when the name is malformed, the SQL cannot be split
     /// into statements, or it contains transaction control.
+    ///
+    /// # Example
+    /// ```
+    /// let m = rlsgate::Migration::new("0001_tenants.sql", "CREATE TABLE tenants (id uuid);")?;
+    /// assert_eq!(m.version, 1);
+    /// # Ok::<(), rlsgate::Error>(())
+    /// ```
     pub fn new(name: &str, sql: impl Into<String>) -> Result<Self> {
         let sql = sql.into();
-        let version = parse_name(name)?;
-        let statements = script::split(&sql)
+        let bad = |why: String| {
+            Error::migration(format!(
+                "migration file name '{name}' is not of the form NNNN_description.sql \
+                 (e.g. 0006_add_index.sql){why}; rename it"
+            ))
+        };
+        let version = match layout::classify(name) {
+            Ok(Some(layout::Name::Numbered(v))) => v,
+            Ok(_) => return Err(bad(String::new())),
+            Err(why) => return Err(bad(format!(": {why}"))),
+        };
+        let marker = layout::sqlx_marker(&sql);
+        Self::build(Format::Rlsgate, version, name, &sql, 1, marker, false)
+    }
+
+    /// A migration of `format` from its parts; `first_line` is the line of its file `sql`
+    /// starts on, `tool` the marker of its tool that asked for no transaction.
+    pub(crate) fn build(
+        format: Format,
+        version: i64,
+        name: &str,
+        sql: &str,
+        first_line: usize,
+        tool: Option<&'static str>,
+        repeatable: bool,
+    ) -> Result<Self> {
+        let mut statements = script::split(sql)
             .map_err(|e| Error::migration(format!("migration {name} is malformed: {e}")))?;
+        for s in &mut statements {
+            s.line += first_line - 1;
+        }
+        let transaction = layout::transaction(sql, first_line, tool)
+            .map_err(|e| Error::migration(format!("migration {name} {e}")))?;
+        // golang-migrate runs a file as it is, so its files often wrap themselves in
+        // BEGIN; ... COMMIT;: rlsgate's own transaction stands in for theirs.
+        if format == Format::GolangMigrate
+            && statements.len() >= 2
+            && matches!(statements[0].keyword().as_str(), "BEGIN" | "START")
+            && matches!(
+                statements[statements.len() - 1].keyword().as_str(),
+                "COMMIT" | "END"
+            )
+        {
+            statements.pop();
+            statements.remove(0);
+        }
         if let Some(s) = statements.iter().find(|s| s.is_transaction_control()) {
+            let hint = match format {
+                Format::Sqlx => {
+                    "; if these are golang-migrate files, which may wrap themselves in \
+                     BEGIN; ... COMMIT;, set format = \"golang-migrate\""
+                }
+                _ => "",
+            };
             return Err(Error::migration(format!(
                 "migration {name} line {}: `{}` controls the transaction, but rlsgate runs each \
-                 migration in a transaction of its own; remove it",
+                 migration in a transaction of its own (or, marked {}, each statement on its \
+                 own); remove it{hint}",
                 s.line,
-                s.summary()
+                s.summary(),
+                layout::NO_TRANSACTION
             )));
         }
         let checksum = hex::encode(Sha256::digest(sql.as_bytes()));
         Ok(Self {
             version,
             name: name.to_string(),
-            sql,
+            sql: sql.to_string(),
             checksum,
+            transaction,
+            repeatable,
+            statements,
         })
     }
-}
 
-fn parse_name(name: &str) -> Result<i32> {
-    let bad = || {
-        Error::migration(format!(
-            "migration file name '{name}' is not of the form NNNN_description.sql \
-             (e.g. 0006_add_index.sql); rename it"
-        ))
-    };
-    let stem = name.strip_suffix(".sql").ok_or_else(bad)?;
-    let (digits, description) = stem.split_once('_').ok_or_else(bad)?;
-    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) || description.is_empty() {
-        return Err(bad());
+    /// The statements that are applied, in order, with their lines in the file.
+    pub fn statements(&self) -> &[Statement] {
+        &self.statements
     }
-    digits.parse().map_err(|_| bad())
 }
 
 /// An ordered set of migrations.
@@ -141,47 +226,57 @@ impl MigrationSet {
             .expect("reference migrations are valid")
     }
 
-    /// Every `*.sql` file of `dir`; other files are ignored.
+    /// The migrations of `dir`, in the layout detected from its files (see [`layout`]).
     ///
     /// # Errors
-    /// A migration error naming the file when the directory cannot be read, a name is malformed,
-    /// two files share a version, or a file is malformed.
+    /// As [`MigrationSet::load_as`].
     pub fn load(dir: &Path) -> Result<Self> {
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            Error::migration(format!(
-                "cannot read the migrations directory {}: {e}; pass a directory of NNNN_description.sql files",
-                dir.display()
-            ))
-        })?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "sql"))
-            .collect();
-        paths.sort();
-        let migrations = paths
-            .iter()
-            .map(|path| {
-                let sql = std::fs::read_to_string(path).map_err(|e| {
-                    Error::migration(format!("cannot read migration {}: {e}", path.display()))
-                })?;
-                let name = path.file_name().unwrap_or_default().to_string_lossy();
-                Migration::new(&name, sql)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Self::from_migrations(migrations, &dir.display().to_string())
+        Self::load_as(dir, None)
     }
 
-    /// A set from `migrations`, sorted by version.
+    /// The migrations of `dir` in `format` (`None`: detected from the files). Files that are
+    /// not `.sql` are ignored; down and undo migrations are left out.
     ///
     /// # Errors
-    /// A migration error when two migrations share a version.
+    /// A migration error naming the file and the fix when the directory cannot be read, mixes
+    /// layouts, holds a `.sql` file the format does not name, two files share a version, or a
+    /// file is malformed.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use rlsgate::{MigrationSet, migrations::Format};
+    /// let set = MigrationSet::load_as("db/migration".as_ref(), Some(Format::Flyway))?;
+    /// println!("{} migrations from {}", set.migrations().len(), set.origin());
+    /// # Ok::<(), rlsgate::Error>(())
+    /// ```
+    pub fn load_as(dir: &Path, format: Option<Format>) -> Result<Self> {
+        let (format, migrations) = layout::load(dir, format)?;
+        Self::from_migrations(migrations, &format!("{} ({format})", dir.display()))
+    }
+
+    /// A set from `migrations`, sorted by version, the repeatable ones last by name.
+    ///
+    /// # Errors
+    /// A migration error when two migrations share a version (or two repeatable ones a name).
     pub fn from_migrations(mut migrations: Vec<Migration>, origin: &str) -> Result<Self> {
-        migrations.sort_by_key(|m| m.version);
+        // Versioned migrations by version, then the repeatable ones by name.
+        let order = |m: &Migration| {
+            let version = if m.repeatable { 0 } else { m.version };
+            (m.repeatable, version, m.name.clone())
+        };
+        migrations.sort_by_cached_key(order);
         if let Some(w) = migrations.windows(2).find(|w| w[0].version == w[1].version) {
-            return Err(Error::migration(format!(
-                "migrations {} and {} share version {}; renumber one of them",
-                w[0].name, w[1].name, w[0].version
-            )));
+            return Err(Error::migration(if w[0].repeatable {
+                format!(
+                    "two repeatable migrations are named {}; rename one of them",
+                    w[0].name
+                )
+            } else {
+                format!(
+                    "migrations {} and {} share version {}; renumber one of them",
+                    w[0].name, w[1].name, w[0].version
+                )
+            }));
         }
         Ok(Self {
             migrations,
@@ -203,8 +298,9 @@ impl MigrationSet {
     ///
     /// # Errors
     /// A migration error when `current_user` is not `admin_role`, an applied migration was
-    /// edited or is missing from the set, or a statement fails (the failing file is rolled back
-    /// whole and the error names it, the statement and its line).
+    /// edited or is missing from the set, or a statement fails: the error names the file, the
+    /// statement and its line; the failing file is rolled back whole, unless it runs outside a
+    /// transaction ([`Transaction::None`]), whose statements before the failing one stay applied.
     pub async fn apply(&self, client: &mut Client, admin_role: &str) -> Result<Applied> {
         let current: String = client
             .query_one("SELECT current_user::text", &[])
@@ -221,7 +317,7 @@ impl MigrationSet {
         client
             .batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {ledger} (
-                     version integer PRIMARY KEY,
+                     version bigint PRIMARY KEY,
                      name text NOT NULL,
                      checksum text NOT NULL,
                      applied_by text NOT NULL DEFAULT current_user,
@@ -248,9 +344,11 @@ impl MigrationSet {
 
     async fn apply_locked(&self, client: &mut Client, session: &Session) -> Result<Applied> {
         let ledger = ledger();
-        let recorded: BTreeMap<i32, (String, String)> = client
+        self.widen_ledger(client).await?;
+        // `::bigint`: a ledger an older rlsgate created has an integer column.
+        let recorded: BTreeMap<i64, (String, String)> = client
             .query(
-                &format!("SELECT version, name, checksum FROM {ledger}"),
+                &format!("SELECT version::bigint, name, checksum FROM {ledger}"),
                 &[],
             )
             .await
@@ -268,7 +366,8 @@ impl MigrationSet {
                         self.origin
                     )));
                 }
-                Some(m) if &m.checksum != checksum => {
+                // A repeatable migration is applied again when its text changes.
+                Some(m) if &m.checksum != checksum && !m.repeatable => {
                     return Err(Error::migration(format!(
                         "migration {} was edited after it was applied (recorded checksum {}, file {}); \
                          restore the applied text and put the change in a new migration",
@@ -277,53 +376,148 @@ impl MigrationSet {
                         &m.checksum[..12]
                     )));
                 }
-                Some(m) => outcome.unchanged.push(m.name.clone()),
+                Some(m) if &m.checksum == checksum => outcome.unchanged.push(m.name.clone()),
+                Some(_) => {}
             }
         }
-        for m in self
-            .migrations
-            .iter()
-            .filter(|m| !recorded.contains_key(&m.version))
-        {
-            // Each file in a transaction of its own: all of it, or none of it.
-            let tx = client
-                .transaction()
-                .await
-                .map_err(|e| Error::database("starting a migration transaction", e))?;
-            for statement in script::split(&m.sql).map_err(Error::migration)? {
-                if let Err(e) = tx.batch_execute(&statement.text).await {
-                    let detail = describe_db_error(&e);
-                    let before = if outcome.applied.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (applied before it: {})", outcome.applied.join(", "))
-                    };
-                    return Err(Error::migration(format!(
-                        "migration {} failed at statement {} (line {}): {detail}; nothing of \
-                         {} was applied{before}; fix the statement and run again\n  statement: {}",
-                        m.name,
-                        statement.index,
-                        statement.line,
-                        m.name,
-                        statement.summary()
-                    ))
-                    .with_source(e));
+        let pending = self.migrations.iter().filter(|m| {
+            recorded
+                .get(&m.version)
+                .is_none_or(|(_, checksum)| checksum != &m.checksum)
+        });
+        for m in pending {
+            match m.transaction {
+                // All of the file and its ledger row, or none of it.
+                Transaction::PerFile => {
+                    let tx = client
+                        .transaction()
+                        .await
+                        .map_err(|e| Error::database("starting a migration transaction", e))?;
+                    for statement in m.statements() {
+                        if let Err(e) = tx.batch_execute(&statement.text).await {
+                            return Err(failed(m, statement, e, &outcome));
+                        }
+                    }
+                    record(&tx, m).await?;
+                    tx.commit().await.map_err(|e| {
+                        Error::database(format!("committing migration {}", m.name), e)
+                    })?;
+                }
+                // Each statement on its own, as PostgreSQL runs a lone statement; recorded
+                // once they all succeeded.
+                Transaction::None { .. } => {
+                    for statement in m.statements() {
+                        if let Err(e) = client.batch_execute(&statement.text).await {
+                            return Err(failed(m, statement, e, &outcome));
+                        }
+                    }
+                    record(&*client, m).await?;
                 }
             }
-            tx.execute(
-                &format!("INSERT INTO {ledger} (version, name, checksum) VALUES ($1, $2, $3)"),
-                &[&m.version, &m.name, &m.checksum],
-            )
-            .await
-            .map_err(|e| Error::database(format!("recording migration {}", m.name), e))?;
-            tx.commit()
-                .await
-                .map_err(|e| Error::database(format!("committing migration {}", m.name), e))?;
             session.restore(client, &m.name).await?;
             outcome.applied.push(m.name.clone());
         }
         Ok(outcome)
     }
+
+    /// Widen the ledger's `version` to `bigint` when an older rlsgate created it as `integer`
+    /// and a version of this set needs 64 bits.
+    async fn widen_ledger(&self, client: &Client) -> Result<()> {
+        let Some(wide) = self
+            .migrations
+            .iter()
+            .find(|m| i32::try_from(m.version).is_err())
+        else {
+            return Ok(());
+        };
+        let ledger = ledger();
+        let column: String = client
+            .query_one(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute
+                 WHERE attrelid = $1::text::regclass AND attname = 'version'",
+                &[&ledger],
+            )
+            .await
+            .map_err(|e| Error::database(format!("reading {SCHEMA}.{TABLE}"), e))?
+            .get(0);
+        if column == "integer" {
+            client
+                .batch_execute(&format!(
+                    "ALTER TABLE {ledger} ALTER COLUMN version TYPE bigint"
+                ))
+                .await
+                .map_err(|e| {
+                    Error::migration(format!(
+                        "{SCHEMA}.{TABLE}.version is an integer (an older rlsgate created it) and \
+                         {} needs 64 bits, but widening it failed: {}; run `ALTER TABLE \
+                         {SCHEMA}.{TABLE} ALTER COLUMN version TYPE bigint` as the table's owner",
+                        wide.name,
+                        describe_db_error(&e)
+                    ))
+                    .with_source(e)
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// Record `m` in the ledger (again, for a repeatable migration whose text changed).
+async fn record(client: &impl GenericClient, m: &Migration) -> Result<()> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {} (version, name, checksum) VALUES ($1::bigint, $2, $3)
+                 ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name,
+                     checksum = EXCLUDED.checksum, applied_by = current_user, applied_at = now()",
+                ledger()
+            ),
+            &[&m.version, &m.name, &m.checksum],
+        )
+        .await
+        .map_err(|e| Error::database(format!("recording migration {}", m.name), e))?;
+    Ok(())
+}
+
+/// The error of `statement` of `m` failing with `e`, after the files `outcome` applied.
+fn failed(
+    m: &Migration,
+    statement: &Statement,
+    e: tokio_postgres::Error,
+    outcome: &Applied,
+) -> Error {
+    let detail = describe_db_error(&e);
+    let before = if outcome.applied.is_empty() {
+        String::new()
+    } else {
+        format!(" (applied before it: {})", outcome.applied.join(", "))
+    };
+    let what = match m.transaction {
+        Transaction::PerFile => format!("nothing of {} was applied{before}", m.name),
+        Transaction::None { marker } => format!(
+            "{} runs outside a transaction ({marker}), so it cannot be rolled back whole: its \
+             statements before this one stay applied and it was not recorded{before}; undo them \
+             or start from a fresh database",
+            m.name
+        ),
+    };
+    let hint = if e.code() == Some(&SqlState::ACTIVE_SQL_TRANSACTION) {
+        format!(
+            "; a statement PostgreSQL runs only outside a transaction block (CREATE INDEX \
+             CONCURRENTLY, ...) needs `{}` on a line of its own at the top of the file",
+            layout::NO_TRANSACTION
+        )
+    } else {
+        String::new()
+    };
+    Error::migration(format!(
+        "migration {} failed at statement {} (line {}): {detail}; {what}; fix the statement and \
+         run again{hint}\n  statement: {}",
+        m.name,
+        statement.index,
+        statement.line,
+        statement.summary()
+    ))
+    .with_source(e)
 }
 
 /// The session state a migration file may change, as it was before the first file: the settings
@@ -411,7 +605,7 @@ mod tests {
     #[rstest]
     #[case("0001_tenants.sql", 1)]
     #[case("0042_add_index_on_x.sql", 42)]
-    fn well_formed_names_give_their_version(#[case] name: &str, #[case] version: i32) {
+    fn well_formed_names_give_their_version(#[case] name: &str, #[case] version: i64) {
         assert_eq!(Migration::new(name, "SELECT 1").unwrap().version, version);
     }
 

@@ -15,6 +15,7 @@ use crate::catalog::privileges::{
     SEQUENCE_PRIVILEGES,
 };
 use crate::error::{Error, Result};
+use crate::migrations::Format;
 
 /// The file name rlsgate looks for.
 pub const FILE_NAME: &str = "rlsgate.toml";
@@ -65,10 +66,15 @@ pub struct AcceptEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaSection {
-    /// Directories of `.sql` migrations applied in order, as the admin role, into a fresh
-    /// database (relative to the file). Empty: the schema comes from `--database-url`.
+    /// Directories of migrations applied in version order, as the admin role, into a fresh
+    /// database (relative to the file): a path, or `{ path = "...", format = "..." }`.
+    /// Empty: the schema comes from `--database-url`.
     #[serde(default)]
-    pub migrations: Vec<PathBuf>,
+    pub migrations: Vec<MigrationsDir>,
+    /// The layout of every directory of `migrations` that names none (`None`: detected from
+    /// each directory's files).
+    #[serde(default)]
+    pub format: Option<Format>,
     /// The schemas that hold the application's relations.
     #[serde(default = "default_schemas")]
     pub schemas: Vec<String>,
@@ -84,6 +90,7 @@ impl Default for SchemaSection {
     fn default() -> Self {
         Self {
             migrations: Vec::new(),
+            format: None,
             schemas: default_schemas(),
             include: Vec::new(),
             exclude: Vec::new(),
@@ -93,6 +100,56 @@ impl Default for SchemaSection {
 
 fn default_schemas() -> Vec<String> {
     vec!["public".into()]
+}
+
+/// One entry of `[schema] migrations`: a directory (relative to the file) and its layout.
+/// Written as a path, or as `{ path = "db/migration", format = "flyway" }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationsDir {
+    /// The directory, relative to the file.
+    pub path: PathBuf,
+    /// Its layout (`None`: `[schema] format`, else detected from its files).
+    pub format: Option<Format>,
+}
+
+impl<'de> Deserialize<'de> for MigrationsDir {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// The table form; a path alone is the string form.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            path: PathBuf,
+            #[serde(default)]
+            format: Option<Format>,
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = MigrationsDir;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a directory, or a table { path = \"dir\", format = \"sqlx\" }")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, path: &str) -> Result<Self::Value, E> {
+                Ok(MigrationsDir {
+                    path: PathBuf::from(path),
+                    format: None,
+                })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(MigrationsDir {
+                    path: t.path,
+                    format: t.format,
+                })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// `[roles]`.
@@ -238,10 +295,19 @@ impl ProjectConfig {
 
     /// The migration directories, resolved against the file's directory.
     pub fn migration_dirs(&self) -> Vec<PathBuf> {
+        self.migration_sources()
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect()
+    }
+
+    /// The migration directories, resolved against the file's directory, each with the
+    /// format it names or `[schema] format` (`None`: detected from its files).
+    pub fn migration_sources(&self) -> Vec<(PathBuf, Option<Format>)> {
         self.schema
             .migrations
             .iter()
-            .map(|d| self.base.join(d))
+            .map(|d| (self.base.join(&d.path), d.format.or(self.schema.format)))
             .collect()
     }
 
@@ -430,6 +496,62 @@ mod tests {
         ];
         for (text, expected) in cases {
             let e = ProjectConfig::parse(&text, Path::new(".")).unwrap_err();
+            assert!(e.is_config(), "{e}");
+            assert!(e.to_string().contains(expected), "{expected}: {e}");
+        }
+    }
+
+    #[test]
+    fn migration_directories_take_a_format_per_project_or_per_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["a", "b", "c"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let text = MINIMAL.replace(
+            "[roles]",
+            "[schema]\nformat = \"sqlx\"\nmigrations = [\"a\", { path = \"b\", format = \"flyway\" }, { path = \"c\" }]\n[roles]",
+        );
+        let c = ProjectConfig::parse(&text, dir.path()).unwrap();
+        assert_eq!(
+            c.migration_sources(),
+            [
+                (dir.path().join("a"), Some(Format::Sqlx)),
+                (dir.path().join("b"), Some(Format::Flyway)),
+                (dir.path().join("c"), Some(Format::Sqlx)),
+            ]
+        );
+        let detected = MINIMAL.replace("[roles]", "[schema]\nmigrations = [\"a\"]\n[roles]");
+        let c = ProjectConfig::parse(&detected, dir.path()).unwrap();
+        assert_eq!(c.migration_sources(), [(dir.path().join("a"), None)]);
+    }
+
+    #[test]
+    fn unknown_formats_and_keys_of_a_directory_are_errors_naming_the_choices() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        let cases = [
+            (
+                "[schema]\nformat = \"flyaway\"\nmigrations = [\"a\"]",
+                "`rlsgate`, `sqlx`, `supabase`, `flyway`, `refinery`, `golang-migrate`, `diesel`, `dbmate`",
+            ),
+            (
+                "[schema]\nmigrations = [{ path = \"a\", format = \"liquibase\" }]",
+                "liquibase",
+            ),
+            (
+                "[schema]\nmigrations = [{ path = \"a\", layout = \"sqlx\" }]",
+                "layout",
+            ),
+            ("[schema]\nmigrations = [{ format = \"sqlx\" }]", "path"),
+            ("[schema]\nmigrations = [1]", "a directory, or a table"),
+            (
+                "[schema]\nmigrations = [{ path = \"nowhere\", format = \"sqlx\" }]",
+                "not a directory",
+            ),
+        ];
+        for (schema, expected) in cases {
+            let text = MINIMAL.replace("[roles]", &format!("{schema}\n[roles]"));
+            let e = ProjectConfig::parse(&text, dir.path()).unwrap_err();
             assert!(e.is_config(), "{e}");
             assert!(e.to_string().contains(expected), "{expected}: {e}");
         }

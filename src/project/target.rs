@@ -105,24 +105,23 @@ async fn reach(url: &str, source: &Source, project: &ProjectConfig) -> Result<Pr
 }
 
 /// A fresh database on the backend `settings` select, with the project's migrations applied
-/// as its admin role.
+/// as its admin role: every directory in its layout, merged into one set in version order.
 async fn build(settings: &Settings, project: &ProjectConfig) -> Result<ProjectDatabase> {
-    let dirs = project.migration_dirs();
-    if dirs.is_empty() {
+    let sources = project.migration_sources();
+    if sources.is_empty() {
         return Err(Error::config(
             "rlsgate.toml has no [schema] migrations and no --database-url was given: \
              list the migration directories (migrations = [\"migrations\"]) or pass --database-url",
         ));
     }
     let mut migrations = Vec::new();
-    for dir in &dirs {
-        migrations.extend(MigrationSet::load(dir)?.migrations().iter().cloned());
+    let mut origins = Vec::new();
+    for (dir, format) in &sources {
+        let set = MigrationSet::load_as(dir, *format)?;
+        migrations.extend(set.migrations().iter().cloned());
+        origins.push(set.origin().to_string());
     }
-    let origin = dirs
-        .iter()
-        .map(|d| d.display().to_string())
-        .collect::<Vec<_>>()
-        .join(" + ");
+    let origin = origins.join(" + ");
     // One set across the directories, ordered by version (a shared version is an error).
     let set = MigrationSet::from_migrations(migrations, &origin)?;
     // Shared with every other check of this process on the same settings (the tests).

@@ -173,6 +173,8 @@ async fn the_reference_through_the_generic_path_gives_the_campaigns_verdicts() {
 #[case::multitenant_columns("multitenant-columns")]
 #[case::helper_functions("helper-functions")]
 #[case::references("references")]
+#[case::sqlx_helpdesk("sqlx-helpdesk")]
+#[case::flyway_billing("flyway-billing")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_project_holds(#[case] name: &str) {
     let report = check(name).await;
@@ -195,6 +197,8 @@ async fn every_example_project_holds(#[case] name: &str) {
 #[case::multitenant_columns("multitenant-columns", &[InvariantId::TenantIsolation, InvariantId::WriteCheck, InvariantId::LeastPrivilege, InvariantId::RlsCoverage])]
 #[case::helper_functions("helper-functions", &[InvariantId::TenantIsolation, InvariantId::WriteCheck, InvariantId::NoContextClosed, InvariantId::ContextHygiene, InvariantId::RlsCoverage])]
 #[case::references("references", &[InvariantId::WriteCheck, InvariantId::SideChannels])]
+#[case::sqlx_helpdesk("sqlx-helpdesk", &[InvariantId::WriteCheck, InvariantId::NoContextClosed, InvariantId::LeastPrivilege, InvariantId::RlsCoverage])]
+#[case::flyway_billing("flyway-billing", &[InvariantId::TenantIsolation, InvariantId::WriteCheck, InvariantId::NoContextClosed, InvariantId::RuntimeIdentity, InvariantId::LeastPrivilege, InvariantId::RuntimeLacksDdl, InvariantId::RlsCoverage])]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_broken_copy_is_caught(#[case] name: &str, #[case] expected: &[InvariantId]) {
     let report = check(&format!("{name}/broken")).await;
@@ -400,6 +404,10 @@ fn every_example_parses_and_names_existing_migration_directories() {
         "helper-functions/broken",
         "references",
         "references/broken",
+        "sqlx-helpdesk",
+        "sqlx-helpdesk/broken",
+        "flyway-billing",
+        "flyway-billing/broken",
     ] {
         let c = example(name);
         assert!(!c.migration_dirs().is_empty(), "{name}");
@@ -480,4 +488,97 @@ async fn seeding_satisfies_constraints_and_reports_what_it_cannot() {
         findings(&report)
     );
     assert!(violated(&report).is_empty(), "{}", findings(&report));
+}
+
+/// A project of `dirs` (name, files), with `schema` as its `[schema] migrations` line.
+fn project(schema: &str, dirs: &[(&str, &[(&str, &str)])]) -> (tempfile::TempDir, ProjectConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, files) in dirs {
+        for (file, text) in *files {
+            let path = dir.path().join(name).join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+    }
+    std::fs::write(
+        dir.path().join("rlsgate.toml"),
+        format!(
+            "[schema]\n{schema}\n[roles]\nadmin = \"layouts_owner\"\nruntime = \"layouts_app\"\n\
+             [tenant]\nsetting = \"app.t\"\ncolumns = [\"tenant_id\"]\n"
+        ),
+    )
+    .unwrap();
+    let config = ProjectConfig::load(dir.path()).unwrap();
+    (dir, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directories_of_different_layouts_merge_into_one_ordered_set() {
+    let (_dir, config) = project(
+        "migrations = [\"up\", { path = \"flyway\", format = \"flyway\" }]",
+        &[
+            (
+                "up",
+                &[
+                    ("1_t.up.sql", "CREATE TABLE t (tenant_id int);"),
+                    ("1_t.down.sql", "DROP TABLE t;"),
+                    ("3_u.up.sql", "CREATE TABLE u (tenant_id int REFERENCES v);"),
+                ],
+            ),
+            (
+                "flyway",
+                &[
+                    ("V2__v.sql", "CREATE TABLE v (tenant_id int PRIMARY KEY);"),
+                    ("U2__v.sql", "DROP TABLE v;"),
+                    ("V4__w.sql", "SELECT * FROM no_such_table;"),
+                ],
+            ),
+        ],
+    );
+    let _server = shared_server().await;
+    let e = rlsgate::campaign::check_project(
+        &Settings::from_env().unwrap(),
+        &config,
+        &Source::default(),
+        &options(),
+    )
+    .await
+    .unwrap_err();
+    // V4 fails last, after the files of both directories in version order.
+    assert!(e.is_migration(), "{e}");
+    assert!(
+        e.to_string()
+            .contains("migration V4__w.sql failed at statement 1 (line 1)"),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("applied before it: 1_t.up.sql, V2__v.sql, 3_u.up.sql"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_shared_by_two_directories_is_an_error_naming_both_files() {
+    let (_dir, config) = project(
+        "format = \"sqlx\"\nmigrations = [\"a\", { path = \"b\", format = \"dbmate\" }]",
+        &[
+            ("a", &[("20240101120000_t.up.sql", "SELECT 1;")]),
+            ("b", &[("20240101120000_u.sql", "-- migrate:up\nSELECT 2;")]),
+        ],
+    );
+    let e = rlsgate::campaign::check_project(
+        &Settings::from_env().unwrap(),
+        &config,
+        &Source::default(),
+        &options(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "migrations 20240101120000_t.up.sql and 20240101120000_u.sql share version 20240101120000"
+        ),
+        "{e}"
+    );
 }

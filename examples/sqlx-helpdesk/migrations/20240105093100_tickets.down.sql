@@ -1,0 +1,2 @@
+DROP TABLE public.ticket_comments;
+DROP TABLE public.tickets;
