@@ -22,7 +22,7 @@ use crate::probe::ProbeSession;
 use crate::project::seed::Seeder;
 use crate::project::target::{self, Source};
 use crate::project::{
-    DLQ_STATEMENT, INVARIANTS, ProjectConfig, dlq, dml, privileges, references, subject_of,
+    DLQ_STATEMENT, INVARIANTS, ProjectConfig, calls, dlq, dml, privileges, references, subject_of,
 };
 use crate::report::{Report, Verdict};
 use crate::target::Target;
@@ -294,6 +294,17 @@ impl Kind for Project<'_> {
         let mut keyed = references::references(&mut aim, &run.keys.references).await?;
         keyed.extend(references::unique_keys(&mut aim, &run.keys.unique).await?);
         run.ledger.record_all(keyed);
+        let mut caller = calls::Caller {
+            session: &mut session,
+            oracle: &run.oracle,
+            seeder: &mut self.seeder,
+            subject: &run.subject,
+            tables: seeded_tables(&run.relations)
+                .filter_map(|r| Some((r.name.clone(), r.tenant_column.clone()?)))
+                .collect(),
+        };
+        let called = calls::probe(&mut caller).await?;
+        run.ledger.record_all(called);
         let pool = super::pool(runtime, self.options.pool_size)?;
         self.dml_property(run, &pool).await?;
         run.ledger.record_all(

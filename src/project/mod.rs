@@ -5,6 +5,7 @@
 //! (`dml`) and the DLQ checks. The campaign driver ([`crate::campaign::check_project`]) runs
 //! them, with the same stages, evidence and exit codes as `rlsgate run`.
 
+pub(crate) mod calls;
 pub mod config;
 pub(crate) mod dlq;
 pub(crate) mod dml;

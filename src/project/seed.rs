@@ -539,6 +539,63 @@ impl Seeder {
         Ok(Err(NotSeeded::refused(last)))
     }
 
+    /// Every sentinel row of `tenant`, by table.
+    pub fn sentinel_rows_of(&self, tenant: &str) -> Vec<(&str, &Map<String, Value>)> {
+        self.rows
+            .iter()
+            .filter(|((_, t), _)| t == tenant)
+            .map(|((table, _), row)| (table.as_str(), row))
+            .collect()
+    }
+
+    /// The keys of `tenant`'s sentinel rows: in each tenant table, its primary key's value when
+    /// the key is one column besides the tenant column. What a function taking a row id is
+    /// called with.
+    ///
+    /// # Errors
+    /// A database error when the catalog cannot be read.
+    pub async fn row_keys(&mut self, oracle: &Client, tenant: &str) -> Result<Vec<String>> {
+        let rows: Vec<(String, Map<String, Value>)> = self
+            .sentinel_rows_of(tenant)
+            .into_iter()
+            .map(|(t, r)| (t.to_string(), r.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for (table, row) in rows {
+            let shape = self.shape(oracle, &table).await?;
+            let tenant_column = self.tenant_relations.get(&table);
+            let key: Vec<&String> = shape
+                .primary_key
+                .iter()
+                .filter(|c| Some(*c) != tenant_column)
+                .collect();
+            if let [column] = key.as_slice()
+                && let Some(v) = row.get(column.as_str())
+            {
+                out.push(text_of(v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A value of the type `type_name` (`pg_type.typname`, category `category`), for an
+    /// argument rlsgate has no row to take it from.
+    pub fn value_of_type(&mut self, type_name: &str, category: char) -> Option<Value> {
+        self.counter += 1;
+        let column = Column {
+            name: String::new(),
+            type_name: type_name.to_string(),
+            category,
+            not_null: true,
+            has_default: false,
+            generated: false,
+            max_len: None,
+            labels: Vec::new(),
+            integer_digits: None,
+        };
+        generate(&column, self.counter, &self.tag, self.namespace)
+    }
+
     /// Tenant `tenant`'s sentinel row of `table`, as inserted.
     pub fn sentinel_row(&self, table: &str, tenant: &str) -> Option<&Map<String, Value>> {
         self.rows.get(&(table.to_string(), tenant.to_string()))

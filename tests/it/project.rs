@@ -173,6 +173,7 @@ async fn the_reference_through_the_generic_path_gives_the_campaigns_verdicts() {
 #[case::multitenant_columns("multitenant-columns")]
 #[case::helper_functions("helper-functions")]
 #[case::references("references")]
+#[case::rpc("rpc")]
 #[case::sqlx_helpdesk("sqlx-helpdesk")]
 #[case::flyway_billing("flyway-billing")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,6 +198,7 @@ async fn every_example_project_holds(#[case] name: &str) {
 #[case::multitenant_columns("multitenant-columns", &[InvariantId::TenantIsolation, InvariantId::WriteCheck, InvariantId::LeastPrivilege, InvariantId::RlsCoverage])]
 #[case::helper_functions("helper-functions", &[InvariantId::TenantIsolation, InvariantId::WriteCheck, InvariantId::NoContextClosed, InvariantId::ContextHygiene, InvariantId::RlsCoverage])]
 #[case::references("references", &[InvariantId::WriteCheck, InvariantId::SideChannels])]
+#[case::rpc("rpc", &[InvariantId::TenantIsolation])]
 #[case::sqlx_helpdesk("sqlx-helpdesk", &[InvariantId::WriteCheck, InvariantId::NoContextClosed, InvariantId::LeastPrivilege, InvariantId::RlsCoverage])]
 #[case::flyway_billing("flyway-billing", &[InvariantId::TenantIsolation, InvariantId::WriteCheck, InvariantId::NoContextClosed, InvariantId::RuntimeIdentity, InvariantId::LeastPrivilege, InvariantId::RuntimeLacksDdl, InvariantId::RlsCoverage])]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,6 +406,8 @@ fn every_example_parses_and_names_existing_migration_directories() {
         "helper-functions/broken",
         "references",
         "references/broken",
+        "rpc",
+        "rpc/broken",
         "sqlx-helpdesk",
         "sqlx-helpdesk/broken",
         "flyway-billing",
