@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The top-level modules, lowest layer first: a module may use only the modules before it.
-const LAYERS: [&str; 29] = [
+const LAYERS: [&str; 30] = [
     "error",
+    "advisories",
     "sql",
     "secret",
     "refusal",

@@ -41,6 +41,7 @@
 //! See [`config`]: nothing outside it reads the environment.
 #![deny(missing_docs)]
 
+pub mod advisories;
 #[cfg(test)]
 mod architecture;
 pub mod bench;

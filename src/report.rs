@@ -172,6 +172,10 @@ pub struct Report {
     pub backend: String,
     /// The server's version string.
     pub server_version: String,
+    /// Known bugs of this server's release that break row-level security
+    /// ([`crate::advisories`]): upgrade the server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub advisories: Vec<String>,
     /// The proptest seed.
     pub seed: u64,
     /// Cases asked for.
@@ -221,6 +225,7 @@ impl Report {
             mode: mode.into(),
             backend: String::new(),
             server_version: String::new(),
+            advisories: Vec::new(),
             seed: 0,
             cases: 0,
             cases_run: 0,

@@ -291,6 +291,8 @@ async fn walk<K: Kind>(p: &Prepared, mut kind: K) -> Result<Report> {
     }
     let (verdict, invariants) = Report::results(&run.ledger);
     let mut report = report(p, server_version, evidence);
+    report.advisories =
+        crate::advisories::affecting(catalog::server_version_num(&run.oracle).await?);
     report.verdict = verdict;
     report.invariants = invariants;
     report.skipped = skipped;
@@ -360,6 +362,7 @@ fn report(p: &Prepared, server_version: String, evidence: StaticEvidence) -> Rep
         mode: p.mode.into(),
         backend: p.backend.clone(),
         server_version,
+        advisories: Vec::new(),
         seed: p.seed,
         cases: p.cases,
         cases_run: 0,

@@ -136,6 +136,48 @@ impl Project<'_> {
         t.table.as_deref().map(|table| (table, t.key.as_str()))
     }
 
+    /// Refresh every materialized view with a tenant column, so that what it holds of the
+    /// sentinel rows shows: it carries no row-level security, so whatever a refresh captured
+    /// (here, in tenant B's context, as an application's job would in some tenant's or none)
+    /// every reader sees, and READ proves the leak. The database is rlsgate's or a scratch copy.
+    /// One that cannot be refreshed is a note.
+    async fn refresh_materialized_views(&mut self, run: &mut Run<'_>) -> Result<()> {
+        let Some(b) = self.seeder.tenants.get(1).map(|t| t.id.clone()) else {
+            return Ok(());
+        };
+        let views: Vec<String> = run
+            .relations
+            .iter()
+            .filter(|r| r.kind == 'm' && r.is_tenant_relation())
+            .map(|r| r.name.clone())
+            .collect();
+        for view in views {
+            let refreshed = async {
+                run.oracle.batch_execute("BEGIN").await?;
+                crate::probe::set_context_on(&run.oracle, &run.subject, &b).await?;
+                run.oracle
+                    .batch_execute(&format!("REFRESH MATERIALIZED VIEW {view}; COMMIT"))
+                    .await
+            }
+            .await;
+            if let Err(e) = refreshed {
+                let _ = run.oracle.batch_execute("ROLLBACK").await;
+                run.ledger.record(
+                    Observation::note(
+                        InvariantId::TenantIsolation,
+                        "REFRESH",
+                        format!(
+                            "materialized view {view} could not be refreshed, so READ sees only what it held: {}",
+                            crate::error::describe_db_error(&e)
+                        ),
+                    )
+                    .on(view),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The DML property: proptest generates action sequences, each runs as the runtime over
     /// `pool` and is judged; a failing one is shrunk, and its violations carry the minimal
     /// reproduction.
@@ -242,7 +284,7 @@ impl Kind for Project<'_> {
         }
         self.discovery.mark_seeded(self.seeder.failures());
         self.discovery.tenants = self.seeder.tenants.iter().map(|t| t.id.clone()).collect();
-        Ok(())
+        self.refresh_materialized_views(run).await
     }
 
     async fn exercise(&mut self, run: &mut Run<'_>, runtime: &Config) -> Result<()> {

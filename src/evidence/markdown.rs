@@ -39,6 +39,9 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
     let _ = writeln!(out, "| verdict | **{}** |", report.verdict.as_str());
     let _ = writeln!(out, "| backend | {} |", report.backend);
     let _ = writeln!(out, "| server | {} |", redact(&report.server_version));
+    for advisory in &report.advisories {
+        let _ = writeln!(out, "| server advisory | {advisory}: upgrade the server |");
+    }
     if !report.placement.is_built() {
         let _ = writeln!(out, "| database | {} |", report.placement.describe());
     }

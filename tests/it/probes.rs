@@ -203,3 +203,30 @@ async fn truncate_on_a_table_a_foreign_key_references_is_held_not_refused() {
         findings(&report)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_materialized_view_never_refreshed_is_refreshed_and_its_leak_proven() {
+    // WITH NO DATA: before, READ could not read it (55000) and was inconclusive. rlsgate
+    // refreshes it on its own database, and every tenant then reads what the refresh captured.
+    let report = check(
+        "matview",
+        &format!(
+            "{TABLES}{POLICY}
+             CREATE MATERIALIZED VIEW public.note_digest AS
+                 SELECT tenant_id, count(*) AS notes FROM public.notes GROUP BY tenant_id WITH NO DATA;
+             GRANT SELECT ON public.note_digest TO APP;"
+        ),
+    )
+    .await;
+    let violated = seen(&report, Status::Violated, "public.note_digest");
+    assert!(
+        violated.contains(&(InvariantId::TenantIsolation, "READ".to_string())),
+        "{}",
+        findings(&report)
+    );
+    assert!(
+        violated.contains(&(InvariantId::RlsCoverage, "catalog:no-rls".to_string())),
+        "{}",
+        findings(&report)
+    );
+}
