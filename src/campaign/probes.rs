@@ -237,20 +237,9 @@ mod tests {
 
     fn table(name: &str, select: bool, insert: bool) -> Relation {
         Relation {
-            name: name.into(),
-            kind: 'r',
-            tenant_column: Some("tenant_id".into()),
-            is_partition: false,
-            rls_enabled: true,
-            rls_forced: true,
-            owner: "owner".into(),
             runtime_can_select: select,
             runtime_can_insert: insert,
-            runtime_can_update: false,
-            runtime_can_delete: false,
-            security_invoker: false,
-            insertable_columns: Vec::new(),
-            identity_always: false,
+            ..crate::catalog::test_table(name)
         }
     }
 

@@ -79,6 +79,28 @@ impl Relation {
     }
 }
 
+/// A tenant table `name` (tenant column `tenant_id`, RLS enabled and forced, owned by
+/// `migration_owner`) the runtime can SELECT and INSERT: what unit tests start from.
+#[cfg(test)]
+pub(crate) fn test_table(name: &str) -> Relation {
+    Relation {
+        name: name.into(),
+        kind: 'r',
+        tenant_column: Some("tenant_id".into()),
+        is_partition: false,
+        rls_enabled: true,
+        rls_forced: true,
+        owner: "migration_owner".into(),
+        runtime_can_select: true,
+        runtime_can_insert: true,
+        runtime_can_update: false,
+        runtime_can_delete: false,
+        security_invoker: false,
+        insertable_columns: Vec::new(),
+        identity_always: false,
+    }
+}
+
 /// Every table, partitioned table, view, materialized view and foreign table of the subject's
 /// schemas (an extension's aside), ordered by name, with what the runtime can do with each.
 ///

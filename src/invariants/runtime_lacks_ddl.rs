@@ -428,20 +428,10 @@ mod tests {
 
     fn relation(name: &str, kind: char, tenant: bool, owner: &str) -> Relation {
         Relation {
-            name: name.into(),
             kind,
             tenant_column: tenant.then(|| "tenant_id".to_string()),
-            is_partition: false,
-            rls_enabled: true,
-            rls_forced: true,
             owner: owner.into(),
-            runtime_can_select: true,
-            runtime_can_insert: true,
-            runtime_can_update: false,
-            runtime_can_delete: false,
-            security_invoker: false,
-            insertable_columns: Vec::new(),
-            identity_always: false,
+            ..crate::catalog::test_table(name)
         }
     }
 

@@ -86,20 +86,8 @@ mod tests {
 
     fn table(insert: bool) -> Relation {
         Relation {
-            name: "public.users".into(),
-            kind: 'r',
-            tenant_column: Some("tenant_id".into()),
-            is_partition: false,
-            rls_enabled: true,
-            rls_forced: true,
-            owner: "o".into(),
-            runtime_can_select: true,
             runtime_can_insert: insert,
-            runtime_can_update: false,
-            runtime_can_delete: false,
-            security_invoker: false,
-            insertable_columns: Vec::new(),
-            identity_always: false,
+            ..crate::catalog::test_table("public.users")
         }
     }
 

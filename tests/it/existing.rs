@@ -122,20 +122,12 @@ async fn ledger() -> (Database, String) {
 /// flags, grants, policies, functions, triggers, the database's owner, ACL and settings).
 /// Read on a connection of its own, closed before it returns.
 async fn fingerprint(db: &Database) -> Vec<String> {
+    let mut out = checksums(
+        db,
+        &["public.accounts", "public.entries", "public.audit_log"],
+    )
+    .await;
     let su = db.connect(Role::Superuser).await.unwrap();
-    let mut out = Vec::new();
-    for table in ["public.accounts", "public.entries", "public.audit_log"] {
-        let row = su
-            .query_one(
-                &format!(
-                    "SELECT count(*)::text || ' ' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"
-                ),
-                &[],
-            )
-            .await
-            .unwrap();
-        out.push(format!("{table}: {}", row.get::<_, String>(0)));
-    }
     for sequence in ["public.entries_id_seq", "public.audit_log_id_seq"] {
         let row = su
             .query_one(
@@ -345,16 +337,25 @@ async fn the_reference_schema_in_place_probes_its_tenants_and_skips_the_worker()
 
 /// Row counts and checksums of the reference tables.
 async fn fingerprint_reference(db: &Database) -> Vec<String> {
+    checksums(
+        db,
+        &[
+            "tenants",
+            "llm_api_calls",
+            "llm_monthly_costs",
+            "investigations",
+            "budget_optimization_jobs",
+            "worker_failed_jobs",
+        ],
+    )
+    .await
+}
+
+/// Each of `tables`' row count and content checksum, read on a connection of its own.
+async fn checksums(db: &Database, tables: &[&str]) -> Vec<String> {
     let su = db.connect(Role::Superuser).await.unwrap();
     let mut out = Vec::new();
-    for table in [
-        "tenants",
-        "llm_api_calls",
-        "llm_monthly_costs",
-        "investigations",
-        "budget_optimization_jobs",
-        "worker_failed_jobs",
-    ] {
+    for table in tables {
         let row = su
             .query_one(
                 &format!(
