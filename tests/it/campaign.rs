@@ -77,6 +77,9 @@ async fn the_reference_system_holds_every_invariant_under_every_fault_kind() {
 #[case::claim_committed_early(Variant::ClaimCommittedEarly, InvariantId::Atomicity)]
 #[case::async_commit(Variant::AsyncCommit, InvariantId::Durability)]
 #[case::stale_connection(Variant::StaleConnection, InvariantId::ExpectedOutcome)]
+#[case::lost_commit_acknowledged(Variant::LostCommitAcknowledged, InvariantId::Durability)]
+#[case::lost_commit_as_failure(Variant::LostCommitAsFailure, InvariantId::Atomicity)]
+#[case::lost_commit_new_request_id(Variant::LostCommitNewRequestId, InvariantId::ExactlyOnce)]
 #[case::missing_grant_rejects_valid_work(Variant::MissingGrant, InvariantId::ExpectedOutcome)]
 #[case::runtime_owner_can_alter_its_tables(
     Variant::RlsNotForcedRuntimeOwner,
