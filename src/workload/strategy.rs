@@ -122,11 +122,14 @@ fn message(shape: &WorkloadShape) -> BoxedStrategy<MessageSpec> {
         .boxed()
 }
 
+/// A step fault: every kind the shape allows is equally likely (so a crash right after a step,
+/// the one that exposes commits acknowledged before they were durable, keeps its share as kinds
+/// are added).
 fn step_fault(shape: &WorkloadShape) -> Option<BoxedStrategy<StepFault>> {
     let mut choices: Vec<(u32, BoxedStrategy<StepFault>)> = Vec::new();
     if shape.allows(FaultKind::LockTimeout) {
         choices.push((
-            2,
+            1,
             (0..16usize)
                 .prop_map(|target| StepFault::LockTimeout { target })
                 .boxed(),
@@ -134,7 +137,7 @@ fn step_fault(shape: &WorkloadShape) -> Option<BoxedStrategy<StepFault>> {
     }
     if shape.allows(FaultKind::StatementTimeout) {
         choices.push((
-            2,
+            1,
             (0..16usize)
                 .prop_map(|target| StepFault::StatementTimeout { target })
                 .boxed(),
@@ -142,7 +145,7 @@ fn step_fault(shape: &WorkloadShape) -> Option<BoxedStrategy<StepFault>> {
     }
     if shape.allows(FaultKind::TerminateBackend) {
         choices.push((
-            2,
+            1,
             (0..16usize)
                 .prop_map(|target| StepFault::TerminateBackend { target })
                 .boxed(),
@@ -153,7 +156,7 @@ fn step_fault(shape: &WorkloadShape) -> Option<BoxedStrategy<StepFault>> {
     }
     if shape.allows(FaultKind::CommitReplyLost) {
         choices.push((
-            2,
+            1,
             (0..16usize)
                 .prop_map(|target| StepFault::CommitReplyLost { target })
                 .boxed(),
@@ -161,7 +164,7 @@ fn step_fault(shape: &WorkloadShape) -> Option<BoxedStrategy<StepFault>> {
     }
     if shape.allows(FaultKind::CommitRequestLost) {
         choices.push((
-            2,
+            1,
             (0..16usize)
                 .prop_map(|target| StepFault::CommitRequestLost { target })
                 .boxed(),
