@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
-use crate::faults::relay::{Arm, CutAt, Relay, Upstream};
+use crate::faults::relay::{Arm, ArmState, CutAt, Relay, Upstream};
 use crate::faults::{
     HeldClaim, HeldRollups, RunningTransaction, terminate_when_waiting, wait_until_blocked,
     wait_until_ended, wait_until_running,
@@ -461,6 +461,16 @@ impl<'a> Executor<'a> {
                     _ = arm.wrote() => {}
                     _ = &mut done => {}
                     _ = tokio::time::sleep(MAX_HOLD) => {}
+                }
+                if matches!(arm.state(), ArmState::Armed | ArmState::Marked) {
+                    // Too slow to write its claim: disarm before a duplicate delivery (same task
+                    // id, so the same application_name) could be the transaction the relay
+                    // marks. The fault did not land.
+                    drop(arm);
+                    if let Some(record) = history.faults.last_mut() {
+                        record.detail = "not landed: the target had not written its claim when the step's other deliveries started; the cut was disarmed".into();
+                    }
+                    return Ok(Landing::Done);
                 }
                 Ok(Landing::Cut(arm))
             }

@@ -119,10 +119,13 @@ struct Shared {
     cut_below: watch::Sender<u64>,
     next_id: AtomicU64,
     arm: Mutex<Option<Slot>>,
+    next_arm: AtomicU64,
 }
 
 /// The one armed cut.
 struct Slot {
+    /// Which [`Arm`] owns it.
+    id: u64,
     /// The `application_name` the target's transaction sets.
     name: String,
     at: CutAt,
@@ -227,6 +230,7 @@ impl Shared {
 /// An armed cut: the next transaction that carries an `application_name` has its COMMIT cut,
 /// if it wrote something. Dropping it disarms the relay.
 pub struct Arm {
+    id: u64,
     shared: Arc<Shared>,
     state: watch::Receiver<ArmState>,
 }
@@ -259,7 +263,10 @@ impl Arm {
 
 impl Drop for Arm {
     fn drop(&mut self) {
-        *self.shared.arm.lock().unwrap() = None;
+        let mut slot = self.shared.arm.lock().unwrap();
+        if slot.as_ref().is_some_and(|s| s.id == self.id) {
+            *slot = None;
+        }
     }
 }
 
@@ -281,6 +288,7 @@ impl Relay {
             cut_below: watch::Sender::new(0),
             next_id: AtomicU64::new(0),
             arm: Mutex::new(None),
+            next_arm: AtomicU64::new(0),
         });
         let accept = tokio::spawn(accept(listener, Arc::clone(&shared)));
         Ok(Self {
@@ -324,15 +332,17 @@ impl Relay {
     /// `application_name` (as the server reports it: at most 63 bytes), if that transaction
     /// wrote a row. One cut is armed at a time; arming replaces the previous one.
     pub fn arm(&self, application_name: &str, at: CutAt) -> Arm {
-        let name: String = truncate_name(application_name);
+        let id = self.shared.next_arm.fetch_add(1, Ordering::SeqCst);
         let (state, receiver) = watch::channel(ArmState::Armed);
         *self.shared.arm.lock().unwrap() = Some(Slot {
-            name,
+            id,
+            name: truncate_name(application_name),
             at,
             conn: None,
             state,
         });
         Arm {
+            id,
             shared: Arc::clone(&self.shared),
             state: receiver,
         }
@@ -678,7 +688,9 @@ mod tests {
             generation: AtomicU64::new(0),
             cut_below: watch::Sender::new(0),
             next_id: AtomicU64::new(0),
+            next_arm: AtomicU64::new(1),
             arm: Mutex::new(Some(Slot {
+                id: 0,
                 name: "task-1".into(),
                 at,
                 conn: None,
@@ -750,6 +762,29 @@ mod tests {
             s.command_complete(1, "INSERT 0 1");
             assert_eq!(s.command_complete(1, "COMMIT"), Verdict::Forward, "{end}");
         }
+    }
+
+    #[test]
+    fn dropping_an_arm_disarms_only_its_own_cut() {
+        let (s, _) = shared(CutAt::Reply);
+        let shared = Arc::new(s);
+        let old = Arm {
+            id: 7,
+            shared: Arc::clone(&shared),
+            state: watch::channel(ArmState::Armed).1,
+        };
+        drop(old);
+        assert!(
+            shared.arm.lock().unwrap().is_some(),
+            "a newer cut stays armed"
+        );
+        let own = Arm {
+            id: 0,
+            shared: Arc::clone(&shared),
+            state: watch::channel(ArmState::Armed).1,
+        };
+        drop(own);
+        assert!(shared.arm.lock().unwrap().is_none());
     }
 
     #[test]
