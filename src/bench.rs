@@ -15,7 +15,7 @@ use crate::migrations::MigrationSet;
 use crate::provision::{self, Server};
 use crate::roles::{MIGRATION_OWNER, Role};
 use crate::system::{TaskMessage, TaskName, Variant, Worker, WorkerConfig};
-use crate::workload::{FaultKind, WorkloadShape};
+use crate::workload::WorkloadShape;
 
 /// How much to measure.
 #[derive(Debug, Clone)]
@@ -238,7 +238,7 @@ pub async fn run(settings: &Settings, options: &BenchOptions) -> Result<BenchRep
                     max_concurrency: c,
                     ..WorkloadShape::default()
                 }
-                .without(&[FaultKind::ServerCrash]),
+                .without_crashes(),
                 ..CampaignOptions::default()
             },
         )

@@ -1,6 +1,9 @@
 //! Fault injection from outside the worker: a claim key held by another session (so the
-//! target blocks, then times out or is terminated), and `pg_terminate_backend` of a worker
-//! backend found by its `application_name`. Server crashes are [`Server::crash_and_restart`].
+//! target blocks, then times out or is terminated), the rollup table held locked (so the target
+//! pauses mid-transaction, its claim written, while the server crashes), `pg_terminate_backend`
+//! of a worker backend found by its `application_name`, and the [`relay`] the worker's
+//! connections go through, which cuts a connection at its COMMIT. Server crashes are
+//! [`Server::crash_and_restart`].
 //!
 //! [`Server::crash_and_restart`]: crate::provision::Server::crash_and_restart
 
@@ -11,6 +14,8 @@ use tokio_postgres::{Client, Config};
 use crate::error::{Error, Result};
 use crate::provision::Server;
 use crate::workload::ClaimKey;
+
+pub mod relay;
 
 /// A claim key inserted, uncommitted, by a session of the harness: every claim of that key
 /// waits for it (a row lock held from another session). Dropping it without
@@ -59,6 +64,72 @@ impl HeldClaim {
             .batch_execute("ROLLBACK")
             .await
             .map_err(|e| Error::database("releasing a held claim key", e))
+    }
+}
+
+/// The rollup table (`llm_monthly_costs`) locked in SHARE mode by a session of the harness: every
+/// task's rollup upsert waits for it, after the task's claim and job row were written. Dropping
+/// it ends the session, which releases the lock (so does a server crash).
+pub struct HeldRollups {
+    client: Client,
+}
+
+impl std::fmt::Debug for HeldRollups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeldRollups")
+    }
+}
+
+impl HeldRollups {
+    /// Lock the rollup table as the oracle.
+    ///
+    /// # Errors
+    /// A database error when the session or the lock fails.
+    pub async fn hold(oracle: &Config) -> Result<Self> {
+        let client = Server::connect_with(oracle).await?;
+        client
+            .batch_execute("BEGIN; LOCK TABLE llm_monthly_costs IN SHARE MODE")
+            .await
+            .map_err(|e| Error::database("locking the rollup table", e))?;
+        Ok(Self { client })
+    }
+
+    /// Release the lock, letting waiting rollups through.
+    ///
+    /// # Errors
+    /// A database error when the rollback fails (the session's end releases it anyway).
+    pub async fn release(self) -> Result<()> {
+        self.client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(|e| Error::database("releasing the rollup table", e))
+    }
+}
+
+/// Wait (up to `within`) until a backend whose `application_name` is `name` waits on a lock.
+/// Returns whether one did.
+///
+/// # Errors
+/// A database error when `pg_stat_activity` cannot be read.
+pub async fn wait_until_blocked(oracle: &Client, name: &str, within: Duration) -> Result<bool> {
+    let deadline = Instant::now() + within;
+    loop {
+        let row = oracle
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = left($1, 63) AND wait_event_type = 'Lock'
+                   AND pid <> pg_backend_pid()",
+                &[&name],
+            )
+            .await
+            .map_err(|e| Error::database("waiting for a fault's target to block", e))?;
+        if row.get::<_, i64>(0) > 0 {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

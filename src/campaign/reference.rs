@@ -340,7 +340,7 @@ impl Kind for Reference<'_> {
         let shape = if run.target.can_crash() {
             options.shape.clone()
         } else {
-            options.shape.clone().without(&[FaultKind::ServerCrash])
+            options.shape.clone().without_crashes()
         };
         let worker_config = WorkerConfig {
             pool_size: options.pool_size,
@@ -478,15 +478,7 @@ fn progress_line(
 /// faults of the plan (a DLQ fault only when its task failed, so the DLQ path ran).
 fn landed_faults(plan: &Plan, history: &History) -> BTreeMap<FaultKind, u64> {
     let mut counts = plan.planned_faults();
-    for kind in [
-        FaultKind::ServerCrash,
-        FaultKind::LockTimeout,
-        FaultKind::StatementTimeout,
-        FaultKind::TerminateBackend,
-        FaultKind::DlqWriteFault,
-    ] {
-        counts.remove(&kind);
-    }
+    counts.retain(|kind, _| !kind.is_step_fault() && *kind != FaultKind::DlqWriteFault);
     for f in history.faults.iter().filter(|f| f.delivered) {
         *counts.entry(f.kind).or_default() += 1;
     }

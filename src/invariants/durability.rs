@@ -16,6 +16,9 @@ pub fn check(case: &Case<'_>) -> Vec<Observation> {
         FaultKind::TerminateBackend,
         FaultKind::LockTimeout,
         FaultKind::StatementTimeout,
+        FaultKind::CrashMidTransaction,
+        FaultKind::CommitReplyLost,
+        FaultKind::CommitRequestLost,
     ]
     .into_iter()
     .filter(|k| case.history.saw(*k))

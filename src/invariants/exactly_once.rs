@@ -14,11 +14,14 @@ pub fn check(case: &Case<'_>) -> Vec<Observation> {
     let mut commits: BTreeMap<ClaimKey, Vec<usize>> = BTreeMap::new();
     for d in &case.history.deliveries {
         if let Some(key) = case.plan.claim_key(d.message) {
-            let entry = commits.entry(key).or_default();
-            if d.committed() {
-                entry.push(d.message);
-            }
+            commits.entry(key).or_default();
         }
+    }
+    for (key, committed) in case.history.commits(case.plan) {
+        commits
+            .entry(key)
+            .or_default()
+            .extend(committed.iter().map(|d| d.message));
     }
     for (key, committed) in &commits {
         let (tenant, request_id, task) = key;

@@ -38,15 +38,22 @@ pub fn check(case: &Case<'_>) -> Vec<Observation> {
             d.position,
         );
         let outcome = d.final_outcome();
+        let happened = match &d.redelivered {
+            Some(r) => format!(
+                "{}, redelivered: {}",
+                outcome_summary(&d.outcome),
+                outcome_summary(r)
+            ),
+            None => outcome_summary(outcome),
+        };
         let mut o = Observation::expect(
             ID,
-            expect.admits(outcome),
+            expect.admits_delivery(&d.outcome, d.redelivered.as_ref()),
             "model:delivery",
             format!(
-                "{} (step {}) was expected to {expect}, it {}",
+                "{} (step {}) was expected to {expect}, it {happened}",
                 case.describe(d.message),
                 d.step,
-                outcome_summary(outcome)
             ),
         );
         if let Outcome::FailedRecorded { failure, .. } | Outcome::FailedUnrecorded { failure, .. } =
@@ -56,10 +63,11 @@ pub fn check(case: &Case<'_>) -> Vec<Observation> {
         }
         out.push(o);
         if let Some(key) = case.plan.claim_key(d.message) {
-            let e = keys.entry(key).or_default();
-            e.0 |= expect.must_succeed();
-            e.1 += usize::from(d.committed());
+            keys.entry(key).or_default().0 |= expect.must_succeed();
         }
+    }
+    for (key, committed) in case.history.commits(case.plan) {
+        keys.entry(key).or_default().1 = committed.len();
     }
     for ((tenant, request_id, task), (must, commits)) in keys {
         if must {

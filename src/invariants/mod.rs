@@ -972,6 +972,107 @@ mod history_checks {
         assert!(violated(&p, &history(&p), &t).contains(&InvariantId::Durability));
     }
 
+    /// A lost-commit fault of step 0 that landed on the delivery at `position`.
+    fn lost_commit(
+        kind: crate::workload::FaultKind,
+        position: usize,
+    ) -> crate::history::FaultRecord {
+        crate::history::FaultRecord {
+            step: 0,
+            kind,
+            target: Some(0),
+            position: Some(position),
+            armed: true,
+            delivered: true,
+            detail: String::new(),
+        }
+    }
+
+    // The COMMIT never reached the server, another delivery of the request committed it, and
+    // the unknown's redelivery replayed that row: one commit, not two.
+    #[test]
+    fn an_unknown_that_never_committed_and_replays_anothers_row_is_not_a_second_commit() {
+        let p = plan();
+        let mut h = history(&p);
+        h.faults.push(lost_commit(
+            crate::workload::FaultKind::CommitRequestLost,
+            0,
+        ));
+        h.deliveries[0].outcome = Outcome::Unknown {
+            detail: "connection lost during COMMIT".into(),
+        };
+        h.deliveries[0].redelivered = Some(Outcome::Replayed { call_id: CALL });
+        h.deliveries[2].outcome = Outcome::Committed {
+            call_id: CALL,
+            job_id: Some(JOB),
+            attempts: 1,
+        };
+        assert_eq!(violated(&p, &h, &truth(&p)), vec![]);
+        // Without the relay's word the same history still holds: the replayed row is the one
+        // another delivery committed.
+        h.faults.clear();
+        assert_eq!(violated(&p, &h, &truth(&p)), vec![]);
+    }
+
+    // The server committed, the reply was lost, and the redelivery committed again.
+    #[test]
+    fn a_redelivery_that_commits_a_request_the_server_had_committed_is_caught() {
+        let p = plan();
+        let mut h = history(&p);
+        h.faults
+            .push(lost_commit(crate::workload::FaultKind::CommitReplyLost, 0));
+        h.deliveries[0].outcome = Outcome::Unknown {
+            detail: "connection lost during COMMIT".into(),
+        };
+        let again = Uuid::from_u128(12);
+        h.deliveries[0].redelivered = Some(Outcome::Committed {
+            call_id: again,
+            job_id: None,
+            attempts: 1,
+        });
+        let mut t = truth(&p);
+        let mut second = t.calls[0].clone();
+        second.id = again;
+        t.calls.push(second);
+        t.rollups[0].total_calls = 2;
+        t.rollups[0].breakdown_calls = 2;
+        let ids = violated(&p, &h, &t);
+        for id in [
+            InvariantId::ExactlyOnce,
+            InvariantId::ExpectedOutcome,
+            InvariantId::Durability,
+        ] {
+            assert!(ids.contains(&id), "{id}: {ids:?}");
+        }
+    }
+
+    // The server committed, the reply was lost, and the worker wrote a DLQ row instead of
+    // reporting unknown: the committed rows belong to a task the history says failed.
+    #[test]
+    fn a_lost_reply_taken_for_a_failure_is_caught() {
+        let p = plan();
+        let mut h = history(&p);
+        h.faults
+            .push(lost_commit(crate::workload::FaultKind::CommitReplyLost, 0));
+        h.deliveries[0].outcome = Outcome::FailedRecorded {
+            dlq_id: p.messages[0].dlq_id(),
+            failure: Failure::new(ErrorClass::Connection, "commit", "connection closed"),
+            retries: 0,
+        };
+        let mut t = truth(&p);
+        t.dlq.push(DlqRow {
+            id: p.messages[0].dlq_id(),
+            task_id: p.messages[0].task_id.clone(),
+            task_name: TaskName::Investigation.as_str().into(),
+            tenant: p.tenants[0].1,
+            error_type: "connection_error".into(),
+            retry_count: 0,
+        });
+        let ids = violated(&p, &h, &t);
+        assert!(ids.contains(&InvariantId::Atomicity), "{ids:?}");
+        assert!(ids.contains(&InvariantId::ExpectedOutcome), "{ids:?}");
+    }
+
     #[test]
     fn an_unknown_outcome_must_resolve_to_exactly_one_row() {
         let p = plan();

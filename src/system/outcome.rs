@@ -108,6 +108,18 @@ impl Failure {
         self.class == ErrorClass::Connection && matches!(self.step.as_str(), "connect" | "begin")
     }
 
+    /// Whether no connection could be opened because the server did not accept it (it is
+    /// down or restarting): trying again later can help, and nothing of the task ran.
+    pub fn server_unreachable(&self) -> bool {
+        self.class == ErrorClass::Connection && self.step == "connect"
+    }
+
+    /// Whether the connection was lost during COMMIT, with no answer from the server: the
+    /// transaction may or may not have committed.
+    pub fn lost_commit(&self) -> bool {
+        self.class == ErrorClass::Connection && self.sqlstate.is_none() && self.step == "commit"
+    }
+
     /// The DLQ `exception_class`: the SQLSTATE when there is one, else the class.
     pub fn exception_class(&self) -> String {
         match &self.sqlstate {
@@ -226,5 +238,17 @@ mod tests {
             !Failure::new(ErrorClass::Connection, "claim", "terminated").before_any_statement()
         );
         assert!(!Failure::new(ErrorClass::Database, "begin", "x").before_any_statement());
+    }
+
+    #[test]
+    fn only_a_refused_connection_is_an_unreachable_server_and_only_a_silent_commit_is_lost() {
+        assert!(Failure::new(ErrorClass::Connection, "connect", "refused").server_unreachable());
+        assert!(!Failure::new(ErrorClass::Connection, "begin", "closed").server_unreachable());
+        assert!(!Failure::new(ErrorClass::Database, "connect", "28P01").server_unreachable());
+        assert!(Failure::new(ErrorClass::Connection, "commit", "closed").lost_commit());
+        let mut refused = Failure::new(ErrorClass::Connection, "commit", "terminated");
+        refused.sqlstate = Some("57P01".into());
+        assert!(!refused.lost_commit(), "the server answered the COMMIT");
+        assert!(!Failure::new(ErrorClass::Database, "commit", "40001").lost_commit());
     }
 }

@@ -48,11 +48,20 @@ pub enum Variant {
     /// failure at BEGIN counts as an attempt: after its backend is terminated, every retry
     /// fails at BEGIN instead of running on a live connection.
     StaleConnection,
+    /// A COMMIT that got no answer is taken for a commit: the task is acknowledged although
+    /// the server may have rolled it back.
+    LostCommitAcknowledged,
+    /// A COMMIT that got no answer is taken for the task's failure: no retry, a DLQ row,
+    /// although the server may have committed it.
+    LostCommitAsFailure,
+    /// A COMMIT that got no answer is retried at once under a new request id: if the server had
+    /// committed, the request is now recorded twice.
+    LostCommitNewRequestId,
 }
 
 impl Variant {
     /// Every variant, in a stable order.
-    pub const ALL: [Variant; 14] = [
+    pub const ALL: [Variant; 17] = [
         Self::SessionContext,
         Self::DlqInFailedTransaction,
         Self::DlqWithoutContext,
@@ -67,6 +76,9 @@ impl Variant {
         Self::ClaimCommittedEarly,
         Self::AsyncCommit,
         Self::StaleConnection,
+        Self::LostCommitAcknowledged,
+        Self::LostCommitAsFailure,
+        Self::LostCommitNewRequestId,
     ];
 
     /// The variant's name on the command line.
@@ -86,6 +98,9 @@ impl Variant {
             Self::ClaimCommittedEarly => "claim-committed-early",
             Self::AsyncCommit => "async-commit",
             Self::StaleConnection => "stale-connection",
+            Self::LostCommitAcknowledged => "lost-commit-acknowledged",
+            Self::LostCommitAsFailure => "lost-commit-as-failure",
+            Self::LostCommitNewRequestId => "lost-commit-new-request-id",
         }
     }
 
@@ -127,6 +142,15 @@ impl Variant {
             }
             Self::StaleConnection => {
                 "retries reuse the failed attempt's connection; a terminated backend fails the task at BEGIN"
+            }
+            Self::LostCommitAcknowledged => {
+                "a COMMIT that got no answer counts as committed; a rolled-back task is acknowledged"
+            }
+            Self::LostCommitAsFailure => {
+                "a COMMIT that got no answer counts as a failure: no retry, a DLQ row for work that may have committed"
+            }
+            Self::LostCommitNewRequestId => {
+                "a COMMIT that got no answer is retried under a new request id; a committed request is recorded twice"
             }
         }
     }

@@ -2,8 +2,9 @@
 //! connection as `app_user`, retries, and the dead-letter queue in a transaction of its own.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
@@ -23,6 +24,11 @@ pub const MESSAGE_LIMIT: usize = 500;
 pub const TRACEBACK_LIMIT: usize = 2000;
 /// Attempts at writing one DLQ row before the failure is reported as not recorded.
 pub const DLQ_ATTEMPTS: u32 = 3;
+/// The first wait before trying an unreachable server again; each wait doubles, up to
+/// [`MAX_RECONNECT_WAIT`].
+pub const FIRST_RECONNECT_WAIT: Duration = Duration::from_millis(10);
+/// The longest single wait before trying an unreachable server again.
+pub const MAX_RECONNECT_WAIT: Duration = Duration::from_millis(250);
 
 const CLAIM: &str =
     "INSERT INTO llm_api_calls (tenant_id, endpoint, model, request_id, request_metadata)
@@ -50,6 +56,9 @@ pub struct WorkerConfig {
     pub variants: BTreeSet<Variant>,
     /// The DLQ's `worker` column.
     pub name: String,
+    /// How long one task (or DLQ write) waits, in all, for a server that does not accept
+    /// connections (it is restarting) before a failed connection counts as an attempt.
+    pub reconnect_patience: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -59,7 +68,50 @@ impl Default for WorkerConfig {
             pool_size: 4,
             variants: BTreeSet::new(),
             name: "rlsgate-worker".into(),
+            reconnect_patience: Duration::from_secs(30),
         }
+    }
+}
+
+/// Waits, growing exponentially, before trying a server that did not accept a connection
+/// again, within a total patience.
+#[derive(Debug)]
+struct Reconnect {
+    waited: Duration,
+    next: Duration,
+    patience: Duration,
+}
+
+impl Reconnect {
+    fn new(patience: Duration) -> Self {
+        Self {
+            waited: Duration::ZERO,
+            next: FIRST_RECONNECT_WAIT,
+            patience,
+        }
+    }
+
+    /// Wait before the next try; `false` (at once) when the patience is spent.
+    async fn wait(&mut self) -> bool {
+        if self.waited >= self.patience {
+            return false;
+        }
+        let wait = self.next.min(self.patience - self.waited);
+        tokio::time::sleep(wait).await;
+        self.waited += wait;
+        self.next = (self.next * 2).min(MAX_RECONNECT_WAIT);
+        true
+    }
+}
+
+/// The failure of checking a connection out of the pool: a lost or refused connection (the
+/// server is down or restarting) is a `connection_error`; an error the server raised while
+/// logging in is classified by its SQLSTATE (57P03, "the database system is starting up", is
+/// a connection error too).
+fn checkout_failure(err: &PoolError) -> Failure {
+    match err {
+        PoolError::Backend(e) => Failure::from_db("connect", e),
+        other => Failure::new(ErrorClass::Connection, "connect", other.to_string()),
     }
 }
 
@@ -173,14 +225,19 @@ impl Worker {
     /// a restarted server) fails before the task did anything: the worker drops it and runs
     /// the attempt again on a fresh connection, without counting it as a retry (under
     /// [`Variant::StaleConnection`], the attempt counts and the retry reuses the dead one).
+    /// A server that does not accept connections (it is restarting) is tried again after
+    /// growing waits, without counting a retry, for up to
+    /// [`WorkerConfig::reconnect_patience`] in all.
     pub async fn execute(&self, task: &TaskMessage) -> Outcome {
         let retries = task.retries.unwrap_or(self.config.retries);
         let mut trace = Vec::new();
         let mut attempt = 0;
         let mut fresh = 0;
         let mut kept = None;
+        let mut reconnect = Reconnect::new(self.config.reconnect_patience);
+        let mut mint = false;
         loop {
-            match self.attempt(task, &mut kept).await {
+            match self.attempt(task, &mut kept, mint).await {
                 Ok(Outcome::Committed {
                     call_id, job_id, ..
                 }) => {
@@ -192,6 +249,9 @@ impl Worker {
                 }
                 Ok(outcome) => return outcome,
                 Err(failure) => {
+                    if failure.server_unreachable() && reconnect.wait().await {
+                        continue;
+                    }
                     if failure.before_any_statement()
                         && fresh < self.fresh_connections()
                         && !self.has(Variant::StaleConnection)
@@ -200,7 +260,11 @@ impl Worker {
                         continue;
                     }
                     trace.push(format!("attempt {}: {failure}", attempt + 1));
-                    if failure.class.is_retryable() && attempt < retries {
+                    // The broken ways of handling a COMMIT that got no answer.
+                    let lost_commit = failure.lost_commit();
+                    let give_up = lost_commit && self.has(Variant::LostCommitAsFailure);
+                    mint |= lost_commit && self.has(Variant::LostCommitNewRequestId);
+                    if failure.class.is_retryable() && attempt < retries && !give_up {
                         attempt += 1;
                         continue;
                     }
@@ -224,19 +288,16 @@ impl Worker {
         &self,
         task: &TaskMessage,
         kept: &mut Option<Object>,
+        mint: bool,
     ) -> std::result::Result<Outcome, Failure> {
         let tenant = task
             .tenant()
             .map_err(|p| Failure::new(ErrorClass::Validation, "validate", p.to_string()))?;
         let mut conn = match kept.take() {
             Some(conn) => conn,
-            None => self
-                .pool
-                .get()
-                .await
-                .map_err(|e| Failure::new(ErrorClass::Connection, "connect", e.to_string()))?,
+            None => self.pool.get().await.map_err(|e| checkout_failure(&e))?,
         };
-        let result = self.attempt_on(&mut conn, task, tenant).await;
+        let result = self.attempt_on(&mut conn, task, tenant, mint).await;
         if self.has(Variant::StaleConnection) {
             if result.is_err() {
                 *kept = Some(conn);
@@ -251,11 +312,14 @@ impl Worker {
         result
     }
 
+    /// One transaction; `mint` makes up a new request id (only the
+    /// [`Variant::LostCommitNewRequestId`] variant asks for one).
     async fn attempt_on(
         &self,
         conn: &mut Object,
         task: &TaskMessage,
         tenant: Uuid,
+        mint: bool,
     ) -> std::result::Result<Outcome, Failure> {
         let tx = conn
             .transaction()
@@ -281,7 +345,7 @@ impl Worker {
                 .await
                 .map_err(|e| Failure::from_db("set synchronous_commit", &e))?;
         }
-        let request_id = if self.has(Variant::RequestIdPerAttempt) {
+        let request_id = if self.has(Variant::RequestIdPerAttempt) || mint {
             Uuid::new_v4().simple().to_string()
         } else {
             task.request_id_for(tenant)
@@ -376,6 +440,19 @@ impl Worker {
                 attempts: 1,
             }),
             Err(e) if e.as_db_error().is_some() => Err(Failure::from_db("commit", &e)),
+            // No answer to COMMIT: the server may or may not have committed. The broken
+            // variants take it for a commit, or for a failure.
+            Err(_) if self.has(Variant::LostCommitAcknowledged) => Ok(Outcome::Committed {
+                call_id,
+                job_id,
+                attempts: 1,
+            }),
+            Err(e)
+                if self.has(Variant::LostCommitAsFailure)
+                    || self.has(Variant::LostCommitNewRequestId) =>
+            {
+                Err(Failure::from_db("commit", &e))
+            }
             Err(e) => Ok(Outcome::Unknown {
                 detail: format!("the connection failed during COMMIT: {e}"),
             }),
@@ -393,6 +470,7 @@ impl Worker {
         let mut last = String::new();
         let mut attempt = 0;
         let mut fresh = 0;
+        let mut reconnect = Reconnect::new(self.config.reconnect_patience);
         while attempt < DLQ_ATTEMPTS {
             match self
                 .write_dlq(task, &failure, retries, trace, attempt)
@@ -406,7 +484,12 @@ impl Worker {
                     };
                 }
                 Err(e) => {
-                    // A dead pooled connection is replaced, not counted as a write attempt.
+                    // An unreachable server is waited for, and a dead pooled connection is
+                    // replaced, neither counted as a write attempt.
+                    if e.unreachable && reconnect.wait().await {
+                        last = e.message;
+                        continue;
+                    }
                     if e.before_any_statement
                         && fresh < self.fresh_connections()
                         && !self.has(Variant::StaleConnection)
@@ -434,9 +517,13 @@ impl Worker {
         trace: &[String],
         attempt: u32,
     ) -> std::result::Result<Uuid, DlqError> {
-        let mut conn = self.pool.get().await.map_err(|e| DlqError {
-            message: format!("connect: {e}"),
-            before_any_statement: true,
+        let mut conn = self.pool.get().await.map_err(|e| {
+            let failure = checkout_failure(&e);
+            DlqError {
+                message: format!("connect: {}", failure.message),
+                before_any_statement: true,
+                unreachable: failure.server_unreachable(),
+            }
         })?;
         let result = self
             .write_dlq_on(&mut conn, task, failure, retries, trace, attempt)
@@ -448,6 +535,7 @@ impl Worker {
         result.map_err(|e| DlqError {
             message: e.message,
             before_any_statement: e.connection && e.step == "begin",
+            unreachable: false,
         })
     }
 
@@ -530,6 +618,8 @@ struct DlqError {
     message: String,
     /// The connection was dead before the write began: retry on a fresh one.
     before_any_statement: bool,
+    /// No connection could be opened: the server is down or restarting.
+    unreachable: bool,
 }
 
 /// A DLQ write step that failed.

@@ -88,6 +88,24 @@ pub enum StepFault {
         /// The targeted delivery.
         target: usize,
     },
+    /// The target's connection is cut right after the server committed its transaction: the
+    /// reply to its COMMIT never reaches the worker.
+    CommitReplyLost {
+        /// The targeted delivery.
+        target: usize,
+    },
+    /// The target's connection is cut as it sends COMMIT: the server never receives it and rolls
+    /// the transaction back.
+    CommitRequestLost {
+        /// The targeted delivery.
+        target: usize,
+    },
+    /// The server crashes (immediate stop) while the target is mid-transaction, its claim
+    /// written and uncommitted, and restarts; the worker rides the restart out.
+    CrashMidTransaction {
+        /// The targeted delivery.
+        target: usize,
+    },
 }
 
 impl StepFault {
@@ -98,6 +116,9 @@ impl StepFault {
             Self::LockTimeout { .. } => FaultKind::LockTimeout,
             Self::StatementTimeout { .. } => FaultKind::StatementTimeout,
             Self::TerminateBackend { .. } => FaultKind::TerminateBackend,
+            Self::CommitReplyLost { .. } => FaultKind::CommitReplyLost,
+            Self::CommitRequestLost { .. } => FaultKind::CommitRequestLost,
+            Self::CrashMidTransaction { .. } => FaultKind::CrashMidTransaction,
         }
     }
 
@@ -107,8 +128,22 @@ impl StepFault {
             Self::ServerCrash => None,
             Self::LockTimeout { target }
             | Self::StatementTimeout { target }
-            | Self::TerminateBackend { target } => (len > 0).then(|| target % len),
+            | Self::TerminateBackend { target }
+            | Self::CommitReplyLost { target }
+            | Self::CommitRequestLost { target }
+            | Self::CrashMidTransaction { target } => (len > 0).then(|| target % len),
         }
+    }
+
+    /// Whether the fault needs its target to reach COMMIT with a claim of its own: a target
+    /// that fails after its claim never does.
+    pub fn needs_a_commit(self) -> bool {
+        matches!(
+            self,
+            Self::CommitReplyLost { .. }
+                | Self::CommitRequestLost { .. }
+                | Self::CrashMidTransaction { .. }
+        )
     }
 }
 
@@ -155,6 +190,13 @@ pub enum FaultKind {
     TerminateBackend,
     /// Server crash (immediate stop) and restart mid-workload.
     ServerCrash,
+    /// The connection dies after the server committed, before the worker read the reply.
+    CommitReplyLost,
+    /// The connection dies as COMMIT is sent; the server rolls back.
+    CommitRequestLost,
+    /// Server crash while a transaction is open, its claim written; the worker rides out the
+    /// restart.
+    CrashMidTransaction,
     /// A fault in the DLQ write path.
     DlqWriteFault,
     /// The same message delivered again.
@@ -165,7 +207,7 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, in a stable order.
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 14] = [
         Self::MalformedTenant,
         Self::MissingTenant,
         Self::UnknownTenant,
@@ -174,6 +216,9 @@ impl FaultKind {
         Self::LockTimeout,
         Self::TerminateBackend,
         Self::ServerCrash,
+        Self::CommitReplyLost,
+        Self::CommitRequestLost,
+        Self::CrashMidTransaction,
         Self::DlqWriteFault,
         Self::DuplicateDelivery,
         Self::ConcurrentSameRequest,
@@ -190,10 +235,35 @@ impl FaultKind {
             Self::LockTimeout => "lock-timeout",
             Self::TerminateBackend => "terminate-backend",
             Self::ServerCrash => "server-crash",
+            Self::CommitReplyLost => "commit-reply-lost",
+            Self::CommitRequestLost => "commit-request-lost",
+            Self::CrashMidTransaction => "crash-mid-transaction",
             Self::DlqWriteFault => "dlq-write-fault",
             Self::DuplicateDelivery => "duplicate-delivery",
             Self::ConcurrentSameRequest => "concurrent-same-request",
         }
+    }
+}
+
+impl FaultKind {
+    /// Whether the kind is a step fault (the executor injects it and records whether it
+    /// landed), rather than part of a message, a tenant or the delivery pattern.
+    pub fn is_step_fault(self) -> bool {
+        matches!(
+            self,
+            Self::StatementTimeout
+                | Self::LockTimeout
+                | Self::TerminateBackend
+                | Self::ServerCrash
+                | Self::CommitReplyLost
+                | Self::CommitRequestLost
+                | Self::CrashMidTransaction
+        )
+    }
+
+    /// Whether the kind crashes the server (only on a server rlsgate owns).
+    pub fn crashes(self) -> bool {
+        matches!(self, Self::ServerCrash | Self::CrashMidTransaction)
     }
 }
 

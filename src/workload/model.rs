@@ -33,16 +33,43 @@ pub enum Expect {
         /// The message fails after its claim (else it commits or replays).
         fails_after_claim: bool,
     },
+    /// The connection died during the delivery's COMMIT: the worker cannot know whether it
+    /// committed, so it reports `unknown` (neither retried nor sent to the DLQ), and the
+    /// redelivery resolves it: a replay when the server had committed (`committed`), else a
+    /// commit, or a replay of a request another delivery committed meanwhile.
+    Unknown {
+        /// The server committed before the connection died.
+        committed: bool,
+    },
 }
 
 impl Expect {
-    /// Whether the model holds the delivery to succeed (no fault aimed at it).
+    /// Whether the model holds the delivery's request to end committed: valid work with no
+    /// fault that can fail it (a lost COMMIT is resolved by the redelivery).
     pub fn must_succeed(self) -> bool {
-        self == Self::Succeed
+        matches!(self, Self::Succeed | Self::Unknown { .. })
     }
 
-    /// Whether `outcome` is one this expectation admits. `Unknown` is never admitted: the
-    /// executor redelivers such a task and the redelivery's outcome is the one judged.
+    /// Whether a delivery that ended as `outcome`, and was `redelivered` with that outcome when
+    /// it was unknown, is one this expectation admits. [`Expect::Unknown`] judges both;
+    /// every other expectation judges the final outcome (the redelivery's, if there was one).
+    pub fn admits_delivery(self, outcome: &Outcome, redelivered: Option<&Outcome>) -> bool {
+        match self {
+            Self::Unknown { committed } => {
+                matches!(outcome, Outcome::Unknown { .. })
+                    && match redelivered {
+                        Some(Outcome::Replayed { .. }) => true,
+                        Some(Outcome::Committed { .. }) => !committed,
+                        _ => false,
+                    }
+            }
+            other => other.admits(redelivered.unwrap_or(outcome)),
+        }
+    }
+
+    /// Whether `outcome` is one this expectation admits as a final outcome. `Unknown` is never
+    /// admitted: the executor redelivers such a task and the redelivery's outcome is the one
+    /// judged; [`Expect::Unknown`] admits no single outcome (see [`Expect::admits_delivery`]).
     pub fn admits(self, outcome: &Outcome) -> bool {
         let failed = |class: ErrorClass, sqlstate: Option<&str>| match outcome {
             Outcome::FailedRecorded { failure, .. } | Outcome::FailedUnrecorded { failure, .. } => {
@@ -72,6 +99,7 @@ impl Expect {
                         succeeded
                     }
             }
+            Self::Unknown { .. } => false,
         }
     }
 }
@@ -98,6 +126,12 @@ impl fmt::Display for Expect {
                     "commit or replay"
                 },
                 ErrorClass::Timeout
+            ),
+            Self::Unknown { committed: true } => f.write_str(
+                "end unknown (the server committed; the reply to COMMIT was lost), then replay when redelivered",
+            ),
+            Self::Unknown { committed: false } => f.write_str(
+                "end unknown (the COMMIT was lost before the server got it), then commit or replay when redelivered",
             ),
         }
     }
@@ -136,13 +170,22 @@ pub fn expect(plan: &Plan, step: usize, position: usize, landed_at: Option<usize
             sqlstate: None,
         };
     }
+    // A COMMIT cut by the relay: the fault lands only on a transaction that wrote its claim and
+    // reached COMMIT, so never on a message that fails after its claim.
+    match targeted {
+        Some(StepFault::CommitReplyLost { .. }) => return Expect::Unknown { committed: true },
+        Some(StepFault::CommitRequestLost { .. }) => return Expect::Unknown { committed: false },
+        _ => {}
+    }
     if plan.messages[m].faults.fail_after_claim {
         return Expect::FailOrReplay {
             class: ErrorClass::Application,
         };
     }
     // A terminate-backend target was killed while blocked on the claim, before it wrote
-    // anything: its retry, on a live connection, commits.
+    // anything, and a crash-mid-transaction target died with the server while its claim was
+    // written but not committed (the crash rolled it back): either way its retry, on a live
+    // connection (after the restart), commits.
     Expect::Succeed
 }
 
@@ -373,6 +416,70 @@ mod tests {
             job_id: None,
             attempts: 1
         }));
+    }
+
+    #[test]
+    fn a_lost_commit_is_unknown_then_resolved_as_the_server_left_it() {
+        let mut w = Workload {
+            tenants: vec![TenantSpec::Existing],
+            messages: vec![msg(0, false)],
+            steps: vec![Step {
+                deliveries: vec![0],
+                fault: Some(StepFault::CommitReplyLost { target: 0 }),
+            }],
+            concurrency: 1,
+        };
+        let unknown = Outcome::Unknown {
+            detail: "the connection failed during COMMIT".into(),
+        };
+        let committed = Outcome::Committed {
+            call_id: Uuid::nil(),
+            job_id: None,
+            attempts: 1,
+        };
+        let replayed = Outcome::Replayed {
+            call_id: Uuid::nil(),
+        };
+        let lost = failed(ErrorClass::Connection, None);
+        // The server committed: the redelivery must find the row and replay it.
+        let e = expect(&w.plan(Uuid::nil()), 0, 0, Some(0));
+        assert_eq!(e, Expect::Unknown { committed: true });
+        assert!(e.must_succeed());
+        assert!(e.admits_delivery(&unknown, Some(&replayed)));
+        assert!(
+            !e.admits_delivery(&unknown, Some(&committed)),
+            "a second commit of a committed request"
+        );
+        assert!(
+            !e.admits_delivery(&committed, None),
+            "acknowledged a commit it never heard of"
+        );
+        assert!(
+            !e.admits_delivery(&lost, None),
+            "a lost COMMIT taken for a failure"
+        );
+        assert!(!e.admits_delivery(&unknown, None), "never redelivered");
+        assert!(
+            !e.admits(&replayed),
+            "a final outcome alone says nothing of the unknown"
+        );
+        // Not landed (the relay never cut it): as without the fault.
+        assert_eq!(expect(&w.plan(Uuid::nil()), 0, 0, None), Expect::Succeed);
+        // The server never got the COMMIT: the redelivery commits, or replays a request another
+        // delivery committed meanwhile.
+        w.steps[0].fault = Some(StepFault::CommitRequestLost { target: 0 });
+        let e = expect(&w.plan(Uuid::nil()), 0, 0, Some(0));
+        assert_eq!(e, Expect::Unknown { committed: false });
+        assert!(e.admits_delivery(&unknown, Some(&committed)));
+        assert!(e.admits_delivery(&unknown, Some(&replayed)));
+        assert!(!e.admits_delivery(&committed, None));
+        // A crash mid-transaction: the target rides out the restart and commits.
+        w.steps[0].fault = Some(StepFault::CrashMidTransaction { target: 0 });
+        let e = expect(&w.plan(Uuid::nil()), 0, 0, Some(0));
+        assert_eq!(e, Expect::Succeed);
+        assert!(e.admits_delivery(&committed, None));
+        assert!(!e.admits_delivery(&lost, None));
+        assert!(e.admits_delivery(&unknown, Some(&committed)));
     }
 
     #[test]

@@ -40,12 +40,19 @@ impl Default for WorkloadShape {
 }
 
 impl WorkloadShape {
-    /// The same shape without the kinds in `kinds` (for a backend that cannot crash).
+    /// The same shape without the kinds in `kinds`.
     pub fn without(mut self, kinds: &[FaultKind]) -> Self {
         for k in kinds {
             self.faults.remove(k);
         }
         self
+    }
+
+    /// The same shape without the kinds that crash the server (for a server rlsgate does not
+    /// own).
+    pub fn without_crashes(self) -> Self {
+        let crashes: Vec<FaultKind> = FaultKind::ALL.into_iter().filter(|k| k.crashes()).collect();
+        self.without(&crashes)
     }
 
     fn allows(&self, kind: FaultKind) -> bool {
@@ -115,11 +122,14 @@ fn message(shape: &WorkloadShape) -> BoxedStrategy<MessageSpec> {
         .boxed()
 }
 
+/// A step fault: every kind the shape allows is equally likely (so a crash right after a step,
+/// the one that exposes commits acknowledged before they were durable, keeps its share as kinds
+/// are added).
 fn step_fault(shape: &WorkloadShape) -> Option<BoxedStrategy<StepFault>> {
     let mut choices: Vec<(u32, BoxedStrategy<StepFault>)> = Vec::new();
     if shape.allows(FaultKind::LockTimeout) {
         choices.push((
-            2,
+            1,
             (0..16usize)
                 .prop_map(|target| StepFault::LockTimeout { target })
                 .boxed(),
@@ -127,7 +137,7 @@ fn step_fault(shape: &WorkloadShape) -> Option<BoxedStrategy<StepFault>> {
     }
     if shape.allows(FaultKind::StatementTimeout) {
         choices.push((
-            2,
+            1,
             (0..16usize)
                 .prop_map(|target| StepFault::StatementTimeout { target })
                 .boxed(),
@@ -135,7 +145,7 @@ fn step_fault(shape: &WorkloadShape) -> Option<BoxedStrategy<StepFault>> {
     }
     if shape.allows(FaultKind::TerminateBackend) {
         choices.push((
-            2,
+            1,
             (0..16usize)
                 .prop_map(|target| StepFault::TerminateBackend { target })
                 .boxed(),
@@ -143,6 +153,30 @@ fn step_fault(shape: &WorkloadShape) -> Option<BoxedStrategy<StepFault>> {
     }
     if shape.allows(FaultKind::ServerCrash) {
         choices.push((1, Just(StepFault::ServerCrash).boxed()));
+    }
+    if shape.allows(FaultKind::CommitReplyLost) {
+        choices.push((
+            1,
+            (0..16usize)
+                .prop_map(|target| StepFault::CommitReplyLost { target })
+                .boxed(),
+        ));
+    }
+    if shape.allows(FaultKind::CommitRequestLost) {
+        choices.push((
+            1,
+            (0..16usize)
+                .prop_map(|target| StepFault::CommitRequestLost { target })
+                .boxed(),
+        ));
+    }
+    if shape.allows(FaultKind::CrashMidTransaction) {
+        choices.push((
+            1,
+            (0..16usize)
+                .prop_map(|target| StepFault::CrashMidTransaction { target })
+                .boxed(),
+        ));
     }
     (!choices.is_empty()).then(|| proptest::strategy::Union::new_weighted(choices).boxed())
 }
@@ -221,12 +255,16 @@ mod tests {
 
     #[test]
     fn a_shape_without_crashes_never_plans_one() {
-        let shape = WorkloadShape::default().without(&[FaultKind::ServerCrash]);
+        let shape = WorkloadShape::default().without_crashes();
         let strategy = workload(shape);
         let mut r = runner(2);
         for _ in 0..200 {
             let w = strategy.new_tree(&mut r).unwrap().current();
-            assert!(!w.planned_faults().contains_key(&FaultKind::ServerCrash));
+            assert!(
+                !w.planned_faults().keys().any(|k| k.crashes()),
+                "{:?}",
+                w.planned_faults()
+            );
         }
     }
 

@@ -2,9 +2,15 @@
 //! the persistence guarantees of docs/system.md section 5.
 use std::collections::BTreeSet;
 
+use rlsgate::executor::Executor;
+use rlsgate::history::History;
+use rlsgate::invariants::{Case, InvariantId, Status};
 use rlsgate::system::{
     self, ErrorClass, Outcome, TaskMessage, TaskName, Variant, Worker, WorkerConfig,
 };
+use rlsgate::target::Target;
+use rlsgate::truth::Truth;
+use rlsgate::workload::{MessageSpec, Plan, Step, StepFault, TenantSpec, Workload};
 use rlsgate::{Database, Role};
 use uuid::Uuid;
 
@@ -665,4 +671,330 @@ async fn the_pools_connections_for_a_probe_replace_one_whose_backend_was_termina
             .get(0);
         assert_eq!(who, "app_user");
     }
+}
+
+// Issue 13: faults at COMMIT and crashes mid-transaction, run through the executor, so the
+// worker's connections go through the relay that cuts them, and the history is checked as a
+// campaign checks it.
+
+/// Tenant A's `task` message, delivered at each of `deliveries` (indices into the messages) in
+/// one step led by `fault`, then the steps in `more`.
+fn commit_workload(
+    tasks: &[TaskName],
+    deliveries: Vec<usize>,
+    fault: StepFault,
+    concurrency: usize,
+    more: Vec<Step>,
+) -> Workload {
+    let mut steps = vec![Step {
+        deliveries,
+        fault: Some(fault),
+    }];
+    steps.extend(more);
+    Workload {
+        tenants: vec![TenantSpec::Existing, TenantSpec::Existing],
+        messages: tasks
+            .iter()
+            .enumerate()
+            .map(|(i, &task)| MessageSpec {
+                tenant: 0,
+                task,
+                correlation: i as u8,
+                request: None,
+                fail_after_claim: false,
+                dlq_write_failures: 0,
+            })
+            .collect(),
+        steps,
+        concurrency,
+    }
+}
+
+/// What one executed workload left: its plan, its history, the rows, and the history
+/// invariants it violated.
+struct Executed {
+    plan: Plan,
+    history: History,
+    truth: Truth,
+    violated: Vec<String>,
+}
+
+/// Run `workload` on a fresh database of `server` with a worker under `variants`, as a campaign
+/// runs a case.
+async fn execute_on(
+    server: &rlsgate::Server,
+    workload: &Workload,
+    variants: &[Variant],
+) -> Executed {
+    let db = server.fresh_database().await.unwrap();
+    let plan = workload.plan(Uuid::new_v5(&Uuid::NAMESPACE_OID, b"issue-13"));
+    for (i, (spec, id)) in plan.tenants.iter().enumerate() {
+        if let (true, Some(id)) = (spec.exists(), id) {
+            system::create_tenant(&db, *id, &format!("tenant {i}"))
+                .await
+                .unwrap();
+        }
+    }
+    let target = Target::Built(db);
+    let config = WorkerConfig {
+        pool_size: 2,
+        variants: variants.iter().copied().collect(),
+        ..WorkerConfig::default()
+    };
+    let mut executor = Executor::new(&target, config).await.unwrap();
+    let history = executor.run(&plan).await.unwrap();
+    let oracle = rlsgate::Server::connect_with(&target.config(Role::Superuser).await.unwrap())
+        .await
+        .unwrap();
+    let truth = Truth::read(&oracle, &plan).await.unwrap();
+    let violated = Case {
+        plan: &plan,
+        history: &history,
+        truth: &truth,
+    }
+    .check_history()
+    .into_iter()
+    .filter(|o| o.status == Status::Violated)
+    .map(|o| format!("{}: {}", o.invariant, o.detail))
+    .collect();
+    Executed {
+        plan,
+        history,
+        truth,
+        violated,
+    }
+}
+
+/// Audit rows of message `m`'s request.
+fn rows_of(e: &Executed, m: usize) -> usize {
+    let (tenant, request_id, task) = e.plan.claim_key(m).unwrap();
+    e.truth
+        .calls
+        .iter()
+        .filter(|c| c.tenant == tenant && c.request_id == request_id && c.endpoint == task.as_str())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_reply_is_lost_is_unknown_and_its_redelivery_replays_it_once() {
+    let server = shared_server().await;
+    // A duplicate delivery starts once the target's claim is written, so it queues on it.
+    let w = commit_workload(
+        &[TaskName::Investigation],
+        vec![0, 0],
+        StepFault::CommitReplyLost { target: 0 },
+        2,
+        vec![],
+    );
+    let e = execute_on(&server, &w, &[]).await;
+    assert!(e.history.faults[0].delivered, "{:?}", e.history.faults);
+    let target = &e.history.deliveries[0];
+    assert!(
+        matches!(target.outcome, Outcome::Unknown { .. }),
+        "{target:?}"
+    );
+    assert!(
+        matches!(target.redelivered, Some(Outcome::Replayed { .. })),
+        "the server had committed it: {target:?}"
+    );
+    assert!(
+        matches!(e.history.deliveries[1].outcome, Outcome::Replayed { .. }),
+        "{:?}",
+        e.history.deliveries[1]
+    );
+    assert_eq!(rows_of(&e, 0), 1);
+    assert_eq!(e.truth.jobs.len(), 1, "{:?}", e.truth.jobs);
+    assert_eq!(e.truth.dlq.len(), 0);
+    assert!(e.violated.is_empty(), "{:#?}", e.violated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_lost_before_the_server_got_it_is_unknown_and_its_redelivery_commits_once() {
+    let server = shared_server().await;
+    // Alone: the redelivery commits the request.
+    let w = commit_workload(
+        &[TaskName::BudgetOptimization],
+        vec![0],
+        StepFault::CommitRequestLost { target: 0 },
+        1,
+        vec![],
+    );
+    let e = execute_on(&server, &w, &[]).await;
+    assert!(e.history.faults[0].delivered, "{:?}", e.history.faults);
+    let target = &e.history.deliveries[0];
+    assert!(
+        matches!(target.outcome, Outcome::Unknown { .. }),
+        "{target:?}"
+    );
+    assert!(
+        matches!(target.redelivered, Some(Outcome::Committed { .. })),
+        "the server never committed it: {target:?}"
+    );
+    assert_eq!(rows_of(&e, 0), 1);
+    assert_eq!(e.truth.jobs.len(), 1);
+    assert!(e.violated.is_empty(), "{:#?}", e.violated);
+    // With a duplicate delivery queued on the target's claim: the server rolls the target
+    // back, the duplicate commits, and the redelivery replays its row. One commit, not two.
+    let w = commit_workload(
+        &[TaskName::Route],
+        vec![0, 0],
+        StepFault::CommitRequestLost { target: 0 },
+        2,
+        vec![],
+    );
+    let e = execute_on(&server, &w, &[]).await;
+    assert!(e.history.faults[0].delivered, "{:?}", e.history.faults);
+    assert!(
+        matches!(e.history.deliveries[1].outcome, Outcome::Committed { .. }),
+        "{:?}",
+        e.history.deliveries
+    );
+    assert!(
+        matches!(
+            e.history.deliveries[0].redelivered,
+            Some(Outcome::Replayed { .. })
+        ),
+        "{:?}",
+        e.history.deliveries[0]
+    );
+    assert_eq!(rows_of(&e, 0), 1);
+    assert!(e.violated.is_empty(), "{:#?}", e.violated);
+}
+
+// The crash needs a server of its own: the shared one serves the other tests meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_transaction_rolls_the_claim_back_and_the_worker_rides_out_the_restart() {
+    let server = rlsgate::Server::start(&crate::support::settings())
+        .await
+        .unwrap();
+    let w = commit_workload(
+        &[
+            TaskName::Investigation,
+            TaskName::Route,
+            TaskName::Explanation,
+        ],
+        vec![0, 1],
+        StepFault::CrashMidTransaction { target: 0 },
+        2,
+        // A crash after a step, then a step on the same worker: no pool is rebuilt.
+        vec![
+            Step {
+                deliveries: vec![2],
+                fault: Some(StepFault::ServerCrash),
+            },
+            Step {
+                deliveries: vec![0, 1, 2],
+                fault: None,
+            },
+        ],
+    );
+    let e = execute_on(&server, &w, &[]).await;
+    assert!(
+        e.history.faults.iter().all(|f| f.delivered),
+        "{:#?}",
+        e.history.faults
+    );
+    let target = &e.history.deliveries[0];
+    assert!(
+        matches!(target.outcome, Outcome::Committed { attempts: 2, .. }),
+        "one attempt died with the server, the next committed after the restart: {target:?}"
+    );
+    for d in &e.history.deliveries {
+        assert!(
+            matches!(
+                d.outcome,
+                Outcome::Committed { .. } | Outcome::Replayed { .. }
+            ),
+            "{d:?}"
+        );
+    }
+    for m in 0..3 {
+        assert_eq!(rows_of(&e, m), 1, "message {m}");
+    }
+    assert_eq!(
+        e.truth.jobs.len(),
+        1,
+        "the crashed attempt's job row is gone"
+    );
+    assert!(e.violated.is_empty(), "{:#?}", e.violated);
+}
+
+// A worker that mishandles an ambiguous COMMIT is caught, on the one schedule that exposes it.
+#[rstest::rstest]
+#[case::acknowledged(
+    Variant::LostCommitAcknowledged,
+    StepFault::CommitRequestLost { target: 0 },
+    InvariantId::Durability
+)]
+#[case::as_failure(
+    Variant::LostCommitAsFailure,
+    StepFault::CommitReplyLost { target: 0 },
+    InvariantId::Atomicity
+)]
+#[case::new_request_id(
+    Variant::LostCommitNewRequestId,
+    StepFault::CommitReplyLost { target: 0 },
+    InvariantId::ExactlyOnce
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_mishandles_a_lost_commit_is_caught(
+    #[case] variant: Variant,
+    #[case] fault: StepFault,
+    #[case] expected: InvariantId,
+) {
+    let server = shared_server().await;
+    let w = commit_workload(&[TaskName::Investigation], vec![0], fault, 1, vec![]);
+    let e = execute_on(&server, &w, &[variant]).await;
+    assert!(e.history.faults[0].delivered, "{:?}", e.history.faults);
+    assert!(
+        e.violated.iter().any(|v| v.starts_with(expected.id())),
+        "{variant} should violate {expected}: {:#?}",
+        e.violated
+    );
+    assert!(
+        e.violated
+            .iter()
+            .any(|v| v.starts_with(InvariantId::ExpectedOutcome.id())),
+        "{:#?}",
+        e.violated
+    );
+}
+
+#[tokio::test]
+async fn a_worker_waits_for_an_unreachable_server_only_as_long_as_its_patience() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut login = tokio_postgres::Config::new();
+    login
+        .host("127.0.0.1")
+        .port(port)
+        .user("app_user")
+        .dbname("nowhere");
+    let patience = std::time::Duration::from_millis(200);
+    let worker = Worker::connect_with(
+        login,
+        WorkerConfig {
+            pool_size: 1,
+            reconnect_patience: patience,
+            ..WorkerConfig::default()
+        },
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let outcome = worker.execute(&task(160, TaskName::Route, A)).await;
+    let waited = started.elapsed();
+    let Outcome::FailedUnrecorded { failure, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        (failure.class, failure.step.as_str()),
+        (ErrorClass::Connection, "connect")
+    );
+    // The task and its DLQ write each waited out their patience, then gave up.
+    assert!(waited >= patience * 2, "{waited:?}");
+    assert!(waited < std::time::Duration::from_secs(10), "{waited:?}");
 }
