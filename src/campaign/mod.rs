@@ -296,6 +296,7 @@ async fn walk<K: Kind>(p: &Prepared, mut kind: K) -> Result<Report> {
     report.skipped = skipped;
     report.performance.elapsed_ms = p.started.elapsed().as_millis() as u64;
     kind.finish(&mut report);
+    report.problems = crate::report::problems(&report);
     Ok(report)
 }
 
@@ -379,5 +380,6 @@ fn report(p: &Prepared, server_version: String, evidence: StaticEvidence) -> Rep
         skipped: Vec::new(),
         evidence,
         project: None,
+        problems: Vec::new(),
     }
 }

@@ -80,7 +80,8 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// Read a saved `report.json`.
+/// Read a saved `report.json`, its problems computed again from its invariants (a report
+/// written before problems existed gets them).
 ///
 /// # Errors
 /// An I/O error when the file cannot be read, a configuration error when it is not a report
@@ -88,10 +89,12 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn read(path: &Path) -> Result<Report> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    serde_json::from_str(&text).map_err(|e| {
+    let mut report: Report = serde_json::from_str(&text).map_err(|e| {
         Error::config(format!(
             "{} is not a report.json written by this version of rlsgate: {e}",
             path.display()
         ))
-    })
+    })?;
+    report.problems = crate::report::problems(&report);
+    Ok(report)
 }
