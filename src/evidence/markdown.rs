@@ -168,6 +168,9 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
     redact(&out)
 }
 
+/// How many catalog facts a problem's **why** shows.
+const WHYS_SHOWN: usize = 3;
+
 /// The problems section: each root cause with its proof, why (what the catalog says), how to
 /// reproduce it and what else confirms it, most severe first; then what could not be decided.
 /// Nothing when every invariant holds.
@@ -184,11 +187,19 @@ fn problems(report: &Report) -> String {
     } else {
         let _ = writeln!(
             out,
-            "{}. Each groups the violations of one root cause; section 1 lists every finding.\n",
+            "{}. Each groups the violations of one root cause; section 1 lists every invariant's findings.{}\n",
             if problems.len() == 1 {
                 "1 problem".to_string()
             } else {
                 format!("{} problems, most severe first", problems.len())
+            },
+            if crate::report::problem::partial(report) {
+                format!(
+                    " Grouped from the violations the report keeps in full, the first {} of each invariant.",
+                    crate::invariants::KEPT_PER_INVARIANT
+                )
+            } else {
+                String::new()
             }
         );
     }
@@ -208,8 +219,15 @@ fn problems(report: &Report) -> String {
             }
             whys => {
                 let _ = writeln!(out, "- **why** (catalog):");
-                for why in whys {
+                for why in whys.iter().take(WHYS_SHOWN) {
                     let _ = writeln!(out, "  - {why}");
+                }
+                if whys.len() > WHYS_SHOWN {
+                    let _ = writeln!(
+                        out,
+                        "  - and {} more catalog facts",
+                        whys.len() - WHYS_SHOWN
+                    );
                 }
             }
         }
@@ -245,6 +263,12 @@ fn problems(report: &Report) -> String {
             (Reproduction::Rerun | Reproduction::Statement, _) => {
                 let _ = writeln!(out, "- **reproduce**: `{}`", report.reproduce);
             }
+        }
+        if p.dml_sequence {
+            let _ = writeln!(
+                out,
+                "- **replay**: the minimal DML sequence (section 5) shows it too, as SQL to run as it is"
+            );
         }
         if !p.confirmed_by.is_empty() {
             let _ = writeln!(

@@ -27,10 +27,19 @@
 //! the runtime is `role <runtime>`; database privileges, `CREATE SCHEMA` and temporary tables
 //! are `the database`.
 //!
-//! A `POOL-read` (a task that set no context saw rows on a pooled connection) is a consequence:
-//! of the relation's policy when other findings of that relation's rows exist (it shows rows
-//! without a context), else of the pool carrying a context when a `POOL-setting` was violated,
-//! else it stands for the relation's rows on its own.
+//! Three findings are consequences, and follow their cause:
+//! - an object the runtime owns (it, or a role whose privileges it has: `owns` of the runtime
+//!   identity) has one problem, `owned`, for its `rows` and `rights` findings alike: an owner
+//!   bypasses policies that are not forced and may alter, drop, truncate and grant it;
+//! - a `BYPASS` read (row_security off) belongs to the runtime role's `rights` when the role is
+//!   SUPERUSER or BYPASSRLS;
+//! - a `POOL-read` (a task that set no context saw rows on a pooled connection) belongs to the
+//!   relation's rows when other findings show them (it shows rows without a context), else to
+//!   the pool's `context` when a `POOL-setting` was violated, else to the relation's rows alone.
+//!
+//! Problems group the violations `report.json` keeps in full (the first
+//! [`KEPT_PER_INVARIANT`](crate::invariants::KEPT_PER_INVARIANT) of each invariant); the counts
+//! of each invariant say when there were more.
 //!
 //! # Severity
 //!
@@ -146,6 +155,10 @@ pub enum Cause {
     Context,
     /// What the runtime may do: privileges, ownership, attributes, DDL.
     Rights,
+    /// An object the runtime owns (or a role whose privileges it has owns): its rows and its
+    /// rights are one problem, since an owner bypasses policies that are not forced and may
+    /// alter, drop, truncate and grant it.
+    Owned,
     /// One history invariant of the built-in worker.
     Worker(InvariantId),
 }
@@ -180,6 +193,7 @@ impl Cause {
             Self::Key(k) => format!("key {k}"),
             Self::Context => "context".into(),
             Self::Rights => "rights".into(),
+            Self::Owned => "owned".into(),
             Self::Worker(id) => id.id().into(),
         }
     }
@@ -223,9 +237,14 @@ pub struct Problem {
     pub proof: Observation,
     /// How to see it again.
     pub reproduction: Reproduction,
-    /// The other findings that show the same problem, `invariant [probe]`, each once.
+    /// The other findings that show the same problem: per invariant, its probes, each once
+    /// (`write-check [INS, XDML-UPDATE]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub confirmed_by: Vec<String>,
+    /// Whether the DML property's minimal sequence (`project.reproduction`) shows it too: SQL
+    /// to replay as it is, when the proof's statement is a single probe.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dml_sequence: bool,
     /// How many violations (of those the report keeps in full) the problem groups.
     pub findings: usize,
 }
@@ -238,35 +257,68 @@ struct Finding<'r> {
     seen: usize,
 }
 
+/// Whether some invariant has more violations than `report.json` keeps in full, so the problems
+/// group only the first of them.
+pub fn partial(report: &Report) -> bool {
+    report
+        .invariants
+        .iter()
+        .any(|r| r.violation_count > r.violations.len() as u64)
+}
+
 /// The problems of `report`, most severe first: its violations grouped by root cause (the
 /// module docs give the rule). Accepted findings, notes and inconclusive checks are never
 /// problems; a report without violations has none.
 pub fn problems(report: &Report) -> Vec<Problem> {
-    let runtime = report.evidence.identity.role.as_str();
+    let identity = &report.evidence.identity;
+    let runtime = identity.role.as_str();
     let violations: Vec<&Observation> = report
         .invariants
         .iter()
         .flat_map(|r| &r.violations)
         .filter(|o| o.accepted.is_none())
         .collect();
-    let pool_carried = violations
+    // What the runtime owns (or a role whose privileges it has owns), named as objects are.
+    let owned: BTreeSet<String> = identity
+        .owns
         .iter()
-        .any(|o| Cause::of(o) == Cause::Context && o.invariant == InvariantId::ContextHygiene);
+        .filter_map(|o| o.split_once(' '))
+        .map(|(kind, name)| match kind {
+            "schema" => format!("schema {name}"),
+            _ => name.to_string(),
+        })
+        .collect();
+    let bypasses_rls = identity
+        .attributes
+        .iter()
+        .any(|(name, has)| *has && matches!(name.as_str(), "SUPERUSER" | "BYPASSRLS"));
+    let keyed: Vec<(Cause, String)> = violations
+        .iter()
+        .map(|o| {
+            let object = object(o, runtime);
+            match Cause::of(o) {
+                Cause::Rows if bypasses_rls && is_bypass(o) => (Cause::Rights, role(runtime)),
+                Cause::Rows | Cause::Rights if owned.contains(&object) => (Cause::Owned, object),
+                cause => (cause, object),
+            }
+        })
+        .collect();
+    let pool_carried = keyed.iter().any(|(cause, _)| *cause == Cause::Context);
     // Relations whose rows other findings than POOL-read show.
-    let rows_shown: BTreeSet<String> = violations
+    let rows_shown: BTreeSet<&str> = violations
         .iter()
-        .filter(|o| Cause::of(o) == Cause::Rows && !is_pool_read(o))
-        .map(|o| object(o, runtime))
+        .zip(&keyed)
+        .filter(|(o, (cause, _))| matches!(cause, Cause::Rows | Cause::Owned) && !is_pool_read(o))
+        .map(|(_, (_, object))| object.as_str())
         .collect();
     let mut groups: BTreeMap<(Cause, String), Vec<Finding<'_>>> = BTreeMap::new();
-    for (seen, o) in violations.into_iter().enumerate() {
-        let mut cause = Cause::of(o);
-        let mut object = object(o, runtime);
-        if is_pool_read(o) && !rows_shown.contains(&object) && pool_carried {
-            cause = Cause::Context;
-            object = POOL.into();
-        }
-        groups.entry((cause, object)).or_default().push(Finding {
+    for (seen, (o, (cause, object))) in violations.iter().zip(&keyed).enumerate() {
+        let key = if is_pool_read(o) && pool_carried && !rows_shown.contains(object.as_str()) {
+            (Cause::Context, POOL.to_string())
+        } else {
+            (cause.clone(), object.clone())
+        };
+        groups.entry(key).or_default().push(Finding {
             observation: o,
             effect: Effect::of(o),
             seen,
@@ -280,6 +332,20 @@ pub fn problems(report: &Report) -> Vec<Problem> {
     out
 }
 
+/// Whether `o` read a relation with row_security off (BYPASS).
+fn is_bypass(o: &Observation) -> bool {
+    o.invariant == InvariantId::RuntimeLacksDdl && o.probe.starts_with("BYPASS")
+}
+
+/// `role <name>`, or the runtime role when the report does not name it.
+fn role(name: &str) -> String {
+    if name.is_empty() {
+        "the runtime role".to_string()
+    } else {
+        format!("role {name}")
+    }
+}
+
 /// The object of the pooled connections.
 const POOL: &str = "the pooled connections";
 
@@ -290,13 +356,6 @@ fn is_pool_read(o: &Observation) -> bool {
 /// What `o` is about, named the same whichever check saw it (see the module docs).
 fn object(o: &Observation, runtime: &str) -> String {
     use InvariantId as I;
-    let role = |name: &str| {
-        if name.is_empty() {
-            "the runtime role".to_string()
-        } else {
-            format!("role {name}")
-        }
-    };
     let schema = |name: &str| format!("schema {name}");
     let probe = o.probe.as_str();
     let relation = o.relation.as_deref();
@@ -357,11 +416,22 @@ fn problem(
         "{object}: {}",
         phrase(report, &cause, &object, effect, &findings)
     );
+    // What the catalog says about the policies explains most, then who owns what, then the
+    // exact privileges.
+    let mut catalog: Vec<&Finding<'_>> = findings
+        .iter()
+        .filter(|f| f.observation.probe.starts_with("catalog:"))
+        .collect();
+    catalog.sort_by_key(|f| match f.effect {
+        Effect::PolicyGap => 0,
+        Effect::WrongIdentity => 1,
+        _ => 2,
+    });
     let mut why: Vec<String> = Vec::new();
     if !proof.probe.starts_with("catalog:") {
-        for o in findings.iter().map(|f| f.observation) {
-            let detail = one_line(&o.detail);
-            if o.probe.starts_with("catalog:") && !why.contains(&detail) {
+        for f in catalog {
+            let detail = one_line(&f.observation.detail);
+            if !why.contains(&detail) {
                 why.push(detail);
             }
         }
@@ -379,14 +449,22 @@ fn problem(
         }
         None => Reproduction::Rerun,
     };
-    let own = label(proof);
-    let mut confirmed_by = Vec::new();
-    for f in &findings {
-        let l = label(f.observation);
-        if l != own && !confirmed_by.contains(&l) {
-            confirmed_by.push(l);
+    // The other probes, each once, under their invariant, in the order of the findings.
+    let mut others: Vec<(InvariantId, Vec<&str>)> = Vec::new();
+    for o in findings.iter().map(|f| f.observation) {
+        if (o.invariant, &o.probe) == (proof.invariant, &proof.probe) {
+            continue;
+        }
+        match others.iter_mut().find(|(id, _)| *id == o.invariant) {
+            Some((_, probes)) if probes.contains(&o.probe.as_str()) => {}
+            Some((_, probes)) => probes.push(&o.probe),
+            None => others.push((o.invariant, vec![&o.probe])),
         }
     }
+    let confirmed_by = others
+        .into_iter()
+        .map(|(id, probes)| format!("{id} [{}]", probes.join(", ")))
+        .collect();
     Problem {
         id: format!("{} {object}", cause.slug()),
         cause,
@@ -397,13 +475,12 @@ fn problem(
         proof: proof.clone(),
         reproduction,
         confirmed_by,
+        dml_sequence: !proof.probe.starts_with("DML-")
+            && findings.iter().any(|f| {
+                f.observation.probe.starts_with("DML-") && f.observation.statement.is_some()
+            }),
         findings: findings.len(),
     }
-}
-
-/// `invariant [probe]`.
-fn label(o: &Observation) -> String {
-    format!("{} [{}]", o.invariant, o.probe)
 }
 
 /// `a`, `a and b`, `a, b and c`.
@@ -434,6 +511,21 @@ fn phrase(
         Cause::Context => {
             "a pooled connection carries a tenant's context into the next task".into()
         }
+        Cause::Owned => match effect {
+            Effect::WrongIdentity | Effect::PrivilegeMismatch | Effect::PolicyGap => {
+                match policy_gap(findings) {
+                    gap if gap.is_empty() => "owned by the runtime".into(),
+                    gap => format!("owned by the runtime; {gap}"),
+                }
+            }
+            _ => {
+                let what = phrase(report, &Cause::Rows, object, effect, findings);
+                match what.strip_prefix("the runtime ") {
+                    Some(rest) => format!("owned by the runtime, which {rest}"),
+                    None => format!("owned by the runtime: {what}"),
+                }
+            }
+        },
         Cause::Rows | Cause::Rights => match effect {
             Effect::ReadsOtherTenants | Effect::WritesOtherTenants => crossing(object, findings),
             Effect::OpenWithoutContext => {
@@ -588,9 +680,7 @@ fn policy_gap(findings: &[Finding<'_>]) -> String {
             "catalog:security-definer" => {
                 "it runs with its owner's rights, past the policies".into()
             }
-            "catalog:security-definer-search-path" => {
-                "it runs with its owner's rights and does not pin search_path".into()
-            }
+            "catalog:security-definer-search-path" => "it does not pin search_path".into(),
             "catalog:view-security-invoker" => {
                 "it reads its base tables with its owner's rights, past the policies".into()
             }
@@ -753,6 +843,7 @@ mod tests {
             (InvariantId::TenantIsolation, "READ")
         );
         assert_eq!(p.reproduction, Reproduction::Statement);
+        assert!(p.dml_sequence, "the DML-READ's sequence replays it too");
         assert_eq!(
             p.why,
             [
@@ -764,14 +855,10 @@ mod tests {
             p.confirmed_by,
             [
                 "tenant-isolation [DML-READ]",
-                "write-check [INS]",
-                "write-check [XDML-UPDATE]",
-                "write-check [XDML-DELETE]",
-                "no-context-closed [NOCTX-never-set]",
-                "no-context-closed [NOCTX-never-set-write]",
+                "write-check [INS, XDML-UPDATE, XDML-DELETE]",
+                "no-context-closed [NOCTX-never-set, NOCTX-never-set-write]",
                 "context-hygiene [POOL-read]",
-                "rls-coverage [catalog:policy-using]",
-                "rls-coverage [catalog:policy-with-check]",
+                "rls-coverage [catalog:policy-using, catalog:policy-with-check]",
             ]
         );
         assert_partition(&report, &problems);
@@ -906,6 +993,50 @@ mod tests {
             problems[1].summary,
             "public.t: the runtime holds TRUNCATE, not declared"
         );
+    }
+
+    #[test]
+    fn what_the_runtime_owns_is_one_problem_of_its_rows_and_rights() {
+        use InvariantId as I;
+        let t = "public.t";
+        let mut report = report(
+            Ledger::default(),
+            vec![
+                violated(I::RuntimeIdentity, "catalog:relowner", t),
+                probed(I::RuntimeLacksDdl, "DDL:TRUNCATE", t),
+                probed(I::RuntimeLacksDdl, "BYPASS:row_security=off", t),
+                violated(I::RlsCoverage, "catalog:relforcerowsecurity", t),
+                probed(I::RuntimeLacksDdl, "DDL:TRUNCATE", "public.u"),
+            ],
+        );
+        report.evidence.identity.owns = vec!["table public.t".into()];
+        let problems = problems(&report);
+        let ids: Vec<&str> = problems.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["owned public.t", "rights public.u"]);
+        assert_eq!(
+            problems[0].summary,
+            "public.t: owned by the runtime, which reads it with row_security off, past its policies"
+        );
+        assert_eq!(problems[0].findings, 4);
+        assert_partition(&report, &problems);
+    }
+
+    #[test]
+    fn a_bypass_read_follows_a_role_that_bypasses_rls() {
+        use InvariantId as I;
+        let mut report = report(
+            Ledger::default(),
+            vec![
+                violated(I::LeastPrivilege, "catalog:pg_roles.rolbypassrls", "app"),
+                probed(I::RuntimeLacksDdl, "BYPASS:row_security=off", "public.a"),
+                probed(I::RuntimeLacksDdl, "BYPASS:row_security=off", "public.b"),
+            ],
+        );
+        report.evidence.identity.attributes = vec![("BYPASSRLS".into(), true)];
+        let problems = problems(&report);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].id, "rights role app");
+        assert_eq!(problems[0].findings, 3);
     }
 
     #[test]
