@@ -19,6 +19,7 @@
 //! | `key`: one unique or foreign key | side-channels `UNIQUE:<key>`, write-check `XREF:<key>` | the relation, and the key |
 //! | `context`: pooled connections carry a tenant context | context-hygiene `POOL-setting` | the pooled connections |
 //! | `rights`: what the runtime may do | least-privilege, runtime-identity, runtime-lacks-ddl (`DDL:*`, `ESCALATION:*`), dlq-completeness `catalog:*` and `DLQ-WRITE` | the relation, function or sequence; `schema X`; `the database`; `role R`; the worker's connections; the migrations |
+//! | `owned`: an object the runtime owns (below) | its `rows` and `rights` findings together | the relation, function or schema |
 //! | `worker`: one history invariant of the built-in worker | dlq-completeness (history), exactly-once, atomicity, rollup-consistency, expected-outcome, durability | the worker, one problem per invariant |
 //!
 //! Objects are named the same whichever check saw them: least-privilege's `public` (a schema
@@ -27,10 +28,11 @@
 //! the runtime is `role <runtime>`; database privileges, `CREATE SCHEMA` and temporary tables
 //! are `the database`.
 //!
-//! Three findings are consequences, and follow their cause:
+//! Three rules put a consequence with its cause:
 //! - an object the runtime owns (it, or a role whose privileges it has: `owns` of the runtime
-//!   identity) has one problem, `owned`, for its `rows` and `rights` findings alike: an owner
-//!   bypasses policies that are not forced and may alter, drop, truncate and grant it;
+//!   identity) has one problem, `owned`, for its `rows` and `rights` findings alike: ownership
+//!   explains both, since an owner bypasses policies that are not forced and may alter, drop,
+//!   truncate and grant it;
 //! - a `BYPASS` read (row_security off) belongs to the runtime role's `rights` when the role is
 //!   SUPERUSER or BYPASSRLS;
 //! - a `POOL-read` (a task that set no context saw rows on a pooled connection) belongs to the
@@ -249,7 +251,7 @@ pub struct Problem {
     pub findings: usize,
 }
 
-/// One violation with its effect, cause and object.
+/// One violation, with the effect it proves.
 struct Finding<'r> {
     observation: &'r Observation,
     effect: Effect,
