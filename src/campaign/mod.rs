@@ -298,6 +298,7 @@ async fn walk<K: Kind>(p: &Prepared, mut kind: K) -> Result<Report> {
     report.skipped = skipped;
     report.performance.elapsed_ms = p.started.elapsed().as_millis() as u64;
     kind.finish(&mut report);
+    report.problems = crate::report::problems(&report);
     Ok(report)
 }
 
@@ -382,5 +383,6 @@ fn report(p: &Prepared, server_version: String, evidence: StaticEvidence) -> Rep
         skipped: Vec::new(),
         evidence,
         project: None,
+        problems: Vec::new(),
     }
 }

@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use crate::evidence::redact::redact;
 use crate::evidence::text;
 use crate::invariants::Status;
-use crate::report::Report;
+use crate::report::problem::Reproduction;
+use crate::report::{Report, one_line};
 
 fn status_word(status: Status) -> &'static str {
     match status {
@@ -74,6 +75,8 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
         );
     }
 
+    out.push_str(&problems(report));
+
     let _ = writeln!(out, "## 1. Hypotheses\n");
     for r in &report.invariants {
         let _ = writeln!(out, "### H-{} ({})", r.id.id(), r.statement);
@@ -136,7 +139,7 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
             report.cases_run
         );
         let _ = writeln!(out, "## 4. Invariant results\n");
-        let _ = writeln!(out, "```\n{}```\n", text::verdicts(report));
+        let _ = writeln!(out, "```\n{}```\n", text::invariants(report));
         let _ = writeln!(out, "## 5. Minimal reproduction\n");
         let _ = writeln!(
             out,
@@ -154,7 +157,7 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
     let _ = writeln!(out, "```\n{}```\n", text::faults(report));
 
     let _ = writeln!(out, "## 4. Invariant results\n");
-    let _ = writeln!(out, "```\n{}```\n", text::verdicts(report));
+    let _ = writeln!(out, "```\n{}```\n", text::invariants(report));
 
     let _ = writeln!(out, "## 5. Counterexample\n");
     let _ = writeln!(out, "```\n{}```\n", text::counterexample(report));
@@ -166,4 +169,164 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
         report.reproduce
     );
     redact(&out)
+}
+
+/// How many catalog facts a problem's **why** shows.
+const WHYS_SHOWN: usize = 3;
+
+/// The problems section: each root cause with its proof, why (what the catalog says), how to
+/// reproduce it and what else confirms it, most severe first; then what could not be decided.
+/// Nothing when every invariant holds.
+fn problems(report: &Report) -> String {
+    let problems = crate::report::problems(report);
+    let undecided = text::undecided(report);
+    let mut out = String::new();
+    if problems.is_empty() && undecided.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "## Problems\n");
+    if problems.is_empty() {
+        let _ = writeln!(out, "No problems: nothing was violated.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "{}. Each groups the violations of one root cause; section 1 lists every invariant's findings.{}\n",
+            if problems.len() == 1 {
+                "1 problem".to_string()
+            } else {
+                format!("{} problems, most severe first", problems.len())
+            },
+            if crate::report::problem::partial(report) {
+                format!(
+                    " Grouped from the violations the report keeps in full, the first {} of each invariant.",
+                    crate::invariants::KEPT_PER_INVARIANT
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    for (i, p) in problems.iter().enumerate() {
+        let _ = writeln!(out, "### P{}. {}\n", i + 1, p.summary);
+        let _ = writeln!(
+            out,
+            "- **proof**: {} [{}]: {}",
+            p.proof.invariant,
+            p.proof.probe,
+            one_line(&p.proof.detail)
+        );
+        match p.why.as_slice() {
+            [] => {}
+            [why] => {
+                let _ = writeln!(out, "- **why** (catalog): {why}");
+            }
+            whys => {
+                let _ = writeln!(out, "- **why** (catalog):");
+                for why in whys.iter().take(WHYS_SHOWN) {
+                    let _ = writeln!(out, "  - {why}");
+                }
+                if whys.len() > WHYS_SHOWN {
+                    let _ = writeln!(
+                        out,
+                        "  - and {} more catalog facts",
+                        whys.len() - WHYS_SHOWN
+                    );
+                }
+            }
+        }
+        match (&p.reproduction, &p.proof.statement) {
+            (Reproduction::Statement, Some(sql)) if p.proof.probe.starts_with("DML-") => {
+                let _ = writeln!(
+                    out,
+                    "- **reproduce** (the minimal DML sequence):\n\n  ```sql\n{}\n  ```",
+                    sql.trim_end()
+                        .lines()
+                        .map(|l| format!("  {l}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
+            (Reproduction::Statement, Some(sql)) => {
+                let _ = writeln!(
+                    out,
+                    "- **reproduce** (as the runtime role, in the context the proof names):\n\n  ```sql\n  {}\n  ```",
+                    one_line(sql)
+                );
+            }
+            (Reproduction::Counterexample, _) => {
+                let _ = writeln!(
+                    out,
+                    "- **reproduce**: the minimal counterexample below, or `{}`",
+                    report.reproduce
+                );
+            }
+            (Reproduction::Catalog, _) => {
+                let _ = writeln!(out, "- **reproduce**: the catalog, as section 2 shows it");
+            }
+            (Reproduction::Rerun | Reproduction::Statement, _) => {
+                let _ = writeln!(out, "- **reproduce**: `{}`", report.reproduce);
+            }
+        }
+        if p.dml_sequence {
+            let _ = writeln!(
+                out,
+                "- **replay**: the minimal DML sequence (section 5) shows it too, as SQL to run as it is"
+            );
+        }
+        if !p.confirmed_by.is_empty() {
+            let _ = writeln!(
+                out,
+                "- **confirmed by** ({} finding{} in all): {}",
+                p.findings,
+                if p.findings == 1 { "" } else { "s" },
+                p.confirmed_by.join(", ")
+            );
+        }
+        out.push('\n');
+    }
+    if !undecided.is_empty() {
+        let _ = writeln!(out, "{}\n", undecided.trim_end());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invariants::{InvariantId, Ledger, Observation};
+
+    fn rendered(observations: Vec<Observation>) -> String {
+        let mut ledger = Ledger::scoped([InvariantId::TenantIsolation, InvariantId::RlsCoverage]);
+        ledger.record_all(observations);
+        let mut report = Report::interrupted("check", "rlsgate check --seed 7".into());
+        (report.verdict, report.invariants) = Report::results(&ledger);
+        render(&report, "", "", "")
+    }
+
+    #[test]
+    fn the_problems_come_first_and_a_passing_run_has_none() {
+        let leak = Observation::violated(InvariantId::TenantIsolation, "READ", "1 foreign row")
+            .on("public.t")
+            .with_statement("SELECT count(*)\n  FROM public.t");
+        let gap = Observation::violated(
+            InvariantId::RlsCoverage,
+            "catalog:relforcerowsecurity",
+            "not forced",
+        )
+        .on("public.t");
+        let md = rendered(vec![leak, gap]);
+        let problems = md.find("## Problems").expect("a problems section");
+        assert!(problems < md.find("## 1. Hypotheses").unwrap(), "{md}");
+        assert!(
+            md.contains("### P1. public.t: a tenant reads other tenants' rows\n"),
+            "{md}"
+        );
+        assert!(md.contains("  SELECT count(*) FROM public.t\n"), "{md}");
+        assert!(md.contains("- **why** (catalog): not forced\n"), "{md}");
+        let holds = vec![
+            Observation::holds(InvariantId::TenantIsolation, "READ").on("public.t"),
+            Observation::holds(InvariantId::RlsCoverage, "catalog:relforcerowsecurity"),
+        ];
+        assert!(!rendered(holds).contains("## Problems"));
+    }
 }

@@ -80,7 +80,8 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// Read a saved `report.json`.
+/// Read a saved `report.json`, its problems computed again from its invariants (a report
+/// written before problems existed gets them).
 ///
 /// # Errors
 /// An I/O error when the file cannot be read, a configuration error when it is not a report
@@ -88,10 +89,43 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn read(path: &Path) -> Result<Report> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    serde_json::from_str(&text).map_err(|e| {
+    let mut report: Report = serde_json::from_str(&text).map_err(|e| {
         Error::config(format!(
             "{} is not a report.json written by this version of rlsgate: {e}",
             path.display()
         ))
-    })
+    })?;
+    report.problems = crate::report::problems(&report);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invariants::{InvariantId, Ledger, Observation};
+
+    #[test]
+    fn a_report_written_before_problems_existed_reads_with_them_and_renders_them() {
+        let mut ledger = Ledger::scoped([InvariantId::TenantIsolation]);
+        ledger.record(
+            Observation::violated(InvariantId::TenantIsolation, "READ", "1 foreign row")
+                .on("public.t"),
+        );
+        let mut report = Report::interrupted("check", String::new());
+        (report.verdict, report.invariants) = Report::results(&ledger);
+        let mut old = serde_json::to_value(&report).unwrap();
+        assert!(old.get("problems").is_none());
+        old["verdict"] = "fail".into();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        std::fs::write(&path, old.to_string()).unwrap();
+        let read = read(&path).unwrap();
+        assert_eq!(read.problems.len(), 1);
+        assert_eq!(read.problems[0].id, "rows public.t");
+        assert!(
+            Artifacts::render(&read)
+                .markdown
+                .contains("### P1. public.t: a tenant reads other tenants' rows")
+        );
+    }
 }

@@ -36,11 +36,69 @@ pub fn identity(identity: &RuntimeIdentity) -> String {
     out
 }
 
-/// The invariant verdict table: id, status, checks, violations, inconclusive, statement, and
-/// the first violations and inconclusive checks of each.
+/// What the CLI prints at the end of a run: the verdict, the problems (one line each, most
+/// severe first) and what could not be decided, then the invariant table ([`invariants`]).
 pub fn verdicts(report: &Report) -> String {
+    let mut out = format!("verdict: {}\n", report.verdict.as_str());
+    out.push_str(&problems(report));
+    out.push_str(&undecided(report));
+    out.push_str(&invariant_table(report));
+    redact(&out)
+}
+
+/// The invariant verdict table with the verdict above it: id, status, checks, violations,
+/// inconclusive, statement, and the first violations and inconclusive checks of each.
+pub fn invariants(report: &Report) -> String {
+    redact(&format!(
+        "verdict: {}\n{}",
+        report.verdict.as_str(),
+        invariant_table(report)
+    ))
+}
+
+/// The problems of `report` ([`crate::report::problems`]), one line each: the summary, the
+/// proof and how many findings it groups. Empty when there are none.
+pub fn problems(report: &Report) -> String {
+    let problems = crate::report::problems(report);
+    if problems.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("problems ({}, most severe first):\n", problems.len());
+    for (i, p) in problems.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  P{} {} [proof: {} {}; {} finding{}]",
+            i + 1,
+            p.summary,
+            p.proof.invariant,
+            p.proof.probe,
+            p.findings,
+            if p.findings == 1 { "" } else { "s" }
+        );
+    }
+    redact(&out)
+}
+
+/// One line naming the invariants with checks that could not decide, and how many: they are
+/// no problems, and no pass either. Empty when every check decided.
+pub fn undecided(report: &Report) -> String {
+    let undecided: Vec<String> = report
+        .invariants
+        .iter()
+        .filter(|r| r.inconclusive_count > 0)
+        .map(|r| format!("{} {}", r.id, r.inconclusive_count))
+        .collect();
+    if undecided.is_empty() {
+        return String::new();
+    }
+    format!(
+        "undecided (checks that could not decide; not problems, not a pass): {}\n",
+        undecided.join(", ")
+    )
+}
+
+fn invariant_table(report: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "verdict: {}", report.verdict.as_str());
     let _ = writeln!(
         out,
         "{:<20} {:<13} {:>7} {:>10} {:>12}  statement",
@@ -77,7 +135,7 @@ pub fn verdicts(report: &Report) -> String {
             let _ = writeln!(out, "  {line}");
         }
     }
-    redact(&out)
+    out
 }
 
 /// Fault coverage: which fault kinds landed how often, and which invariants were checked (in

@@ -174,6 +174,10 @@ fn run_prints_progress_a_verdict_table_and_writes_report_json() {
         assert!(report.get(field).is_some(), "report.json lacks {field}");
     }
     assert_eq!(report["verdict"], "pass");
+    assert!(
+        report.get("problems").is_none(),
+        "a passing run has no problems"
+    );
     assert_eq!(report["seed"], 3);
     let ids: Vec<&str> = report["invariants"]
         .as_array()
@@ -213,12 +217,27 @@ fn run_with_a_broken_variant_exits_1_and_prints_the_counterexample() {
     ]);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(out.contains("context-hygiene      violated"), "{out}");
+    // One root cause, listed before the invariant table.
+    let problems = out.find("problems (1, most severe first").expect(&out);
+    assert!(
+        problems < out.find("context-hygiene      violated").unwrap(),
+        "{out}"
+    );
+    assert!(
+        out.contains("P1 the pooled connections: a pooled connection carries a tenant's context"),
+        "{out}"
+    );
     assert!(out.contains("minimal counterexample:"), "{out}");
     assert!(out.ends_with("verdict: fail\n"), "{out}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_dir.path().join("report.json")).unwrap())
             .unwrap();
     assert!(report["counterexample"]["transcript"].is_string());
+    assert_eq!(
+        report["problems"][0]["id"],
+        "context the pooled connections"
+    );
+    assert_eq!(report["problems"][0]["effect"], "carried-context");
 }
 
 #[test]

@@ -54,6 +54,10 @@ fn snapshot_all(name: &str, report: &Report) {
             ),
             (r"\| tasks \|[^\n]*", "| tasks | [counts] |"),
             (r"(?m)^([a-z-]+ +)\d+(  .*)$", "$1[n]$2"),
+            // problems: how many findings each groups, how many checks could not decide
+            (r"\d+ findings? in all", "[n] findings in all"),
+            (r"; \d+ findings?\]", "; [n] findings]"),
+            (r"(?m)^(undecided \([^)]*\): ).*$", "$1[counts]"),
             // fault coverage: `exactly-once (3)`
             (
                 r"\b([a-z]+-[a-z-]+|atomicity|durability) \(\d+\)",

@@ -41,12 +41,29 @@ async fn check(path: &str) -> Report {
 }
 
 /// What a reviewer needs of a project's run, without counts that depend on timing: each
-/// invariant's status, each distinct finding (invariant, probe, relation, SQLSTATE), and what
-/// was discovered and seeded.
+/// invariant's status, the problems (root causes, most severe first, with their proof and what
+/// confirms them), each distinct finding (invariant, probe, relation, SQLSTATE), and what was
+/// discovered and seeded.
 fn findings(report: &Report) -> String {
     let mut out = format!("verdict: {}\n", report.verdict.as_str());
     for r in &report.invariants {
         let _ = writeln!(out, "{:<18} {}", r.id.id(), r.status.as_str());
+    }
+    if !report.problems.is_empty() {
+        out.push_str("\nproblems:\n");
+    }
+    for (i, p) in report.problems.iter().enumerate() {
+        let _ = writeln!(out, "  P{} [{}] {}", i + 1, p.effect.as_str(), p.summary);
+        let _ = writeln!(
+            out,
+            "     proof: {} [{}] on {}",
+            p.proof.invariant,
+            p.proof.probe,
+            p.proof.relation.as_deref().unwrap_or("-")
+        );
+        if !p.confirmed_by.is_empty() {
+            let _ = writeln!(out, "     confirmed by: {}", p.confirmed_by.join(", "));
+        }
     }
     let distinct: BTreeSet<String> = report
         .invariants
@@ -180,6 +197,7 @@ async fn the_reference_through_the_generic_path_gives_the_campaigns_verdicts() {
 async fn every_example_project_holds(#[case] name: &str) {
     let report = check(name).await;
     assert_eq!(report.verdict, Verdict::Pass, "{}", findings(&report));
+    assert!(report.problems.is_empty(), "{}", findings(&report));
     let d = report.project.as_ref().unwrap();
     assert!(
         d.relations
@@ -205,6 +223,7 @@ async fn every_example_project_holds(#[case] name: &str) {
 async fn every_broken_copy_is_caught(#[case] name: &str, #[case] expected: &[InvariantId]) {
     let report = check(&format!("{name}/broken")).await;
     assert_eq!(report.verdict, Verdict::Fail, "{}", findings(&report));
+    assert!(!report.problems.is_empty(), "{}", findings(&report));
     let violated = violated(&report);
     for id in expected {
         assert!(

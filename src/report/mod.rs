@@ -1,5 +1,5 @@
-//! The report of a campaign: `report.json`'s schema, the verdict, and the counterexample
-//! transcript.
+//! The report of a campaign: `report.json`'s schema, the verdict, the counterexample
+//! transcript, and the problems its violations make ([`problem`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,6 +15,10 @@ use crate::invariants::{InvariantId, Ledger, Observation, Status};
 pub use crate::scratch::Placement;
 use crate::system::Outcome;
 use crate::workload::{Plan, TenantSpec, Workload, model, tenant_label};
+
+pub mod problem;
+
+pub use problem::{Problem, problems};
 
 /// The verdict of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +217,11 @@ pub struct Report {
     /// minimal DML reproduction when the DML property failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<crate::catalog::discovery::Discovery>,
+    /// The violations grouped by root cause, most severe first ([`problems`]): what a reviewer
+    /// reads first. Written for whoever reads `report.json`; the renderings compute them again
+    /// from `invariants`, so a report written before this field existed renders them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
 }
 
 impl Report {
@@ -242,6 +251,7 @@ impl Report {
             skipped: Vec::new(),
             evidence: StaticEvidence::default(),
             project: None,
+            problems: Vec::new(),
         }
     }
 
