@@ -50,6 +50,7 @@ mod architecture;
 pub mod bench;
 pub mod campaign;
 pub mod catalog;
+pub mod check;
 pub mod config;
 pub mod database;
 pub mod error;
@@ -76,6 +77,7 @@ pub mod target;
 pub mod truth;
 pub mod workload;
 
+pub use check::Project;
 pub use config::{BackendChoice, ImageRef, KeepPolicy, Settings};
 pub use database::Database;
 pub use error::{Error, ErrorKind, Result};

@@ -377,57 +377,25 @@ async fn check_project(
     backend: Option<String>,
     args: CampaignArgs,
 ) -> anyhow::Result<ExitCode> {
-    let campaign::Source {
-        database_url,
-        runtime_url,
-        in_place,
-    } = source;
-    let project = rlsgate::project::ProjectConfig::load(config)?;
-    let settings = settings(backend, None, None)?;
-    // The environment's URLs stand in for the flags; a project with migrations is built from
-    // them, so RLSGATE_DATABASE_URL is then the external backend's server, not the database.
-    let database_url = database_url.or_else(|| {
-        project
-            .migration_dirs()
-            .is_empty()
-            .then(|| settings.database_url.clone())
-            .flatten()
-    });
-    // roles.runtime_url_env, when its variable is set, comes before RLSGATE_RUNTIME_URL.
-    let named = project
-        .roles
-        .runtime_url_env
-        .as_deref()
-        .and_then(rlsgate::config::env_var);
-    let runtime_url = runtime_url
-        .or(named)
-        .or_else(|| settings.runtime_url.clone());
-    if args.cases == 0 {
-        anyhow::bail!("--cases must be at least 1");
+    let mut project = rlsgate::Project::from_config(config)?
+        .settings(settings(backend, None, None)?)
+        .cases(args.cases)
+        .seed(args.seed)
+        .in_place(source.in_place)
+        .progress(true);
+    if let Some(url) = source.database_url {
+        project = project.database_url(url);
     }
-    let options = rlsgate::campaign::ProjectOptions {
-        cases: args.cases,
-        seed: args.seed,
-        progress: true,
-        ..rlsgate::campaign::ProjectOptions::default()
-    };
+    if let Some(url) = source.runtime_url {
+        project = project.runtime_url(url);
+    }
     eprintln!(
         "rlsgate: checking the project of {} ({} DML sequences, seed {})",
         config.display(),
-        options.cases,
-        options.seed
+        args.cases,
+        args.seed
     );
-    if in_place && database_url.is_none() {
-        anyhow::bail!(
-            "--in-place checks an existing database: give its --database-url (or RLSGATE_DATABASE_URL)"
-        );
-    }
-    let source = rlsgate::project::Source {
-        database_url,
-        runtime_url,
-        in_place,
-    };
-    let report = rlsgate::campaign::check_project(&settings, &project, &source, &options).await?;
+    let report = project.check().await?;
     finish(&report, &args.out)
 }
 

@@ -10,9 +10,11 @@ use crate::report::Report;
 pub mod junit;
 pub mod markdown;
 pub mod redact;
+pub mod review;
 pub mod text;
 
 pub use redact::redact;
+pub use review::review;
 
 /// Every rendered artifact of a report.
 #[derive(Debug, Clone, PartialEq, Eq)]
