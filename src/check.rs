@@ -1,7 +1,7 @@
 //! The library's entry point for a project's own tests: [`Project`] checks the schema an
 //! `rlsgate.toml` describes, from `#[test]`, `#[tokio::test]` (either flavour) or rstest, and
 //! [`Report::assert_holds`] fails the test with the problems and how to reproduce each.
-//! [`evidence::review`](crate::evidence::review) gives the redacted text to snapshot with insta,
+//! [`evidence::review`](fn@crate::evidence::review) gives the redacted text to snapshot with insta,
 //! so a changed privilege or policy shows up in the pull request as a snapshot change.
 //!
 //! The CLI's `rlsgate check --config` goes through the same [`Project`].

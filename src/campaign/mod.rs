@@ -359,6 +359,7 @@ async fn server_version(oracle: &Client) -> Result<String> {
 /// The report's frame: what `prepared` says about the run, no results yet.
 fn report(p: &Prepared, server_version: String, evidence: StaticEvidence) -> Report {
     Report {
+        format_version: crate::report::FORMAT_VERSION,
         verdict: Verdict::Inconclusive,
         mode: p.mode.into(),
         backend: p.backend.clone(),

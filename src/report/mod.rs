@@ -165,9 +165,17 @@ pub struct StaticEvidence {
     pub policies: Vec<PolicyEntry>,
 }
 
+/// The version of `report.json`'s format this rlsgate writes: raised when a field changes
+/// meaning or goes away (new fields with defaults keep it). A report without the field predates
+/// it (read as 0).
+pub const FORMAT_VERSION: u32 = 1;
+
 /// `report.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// The version of this format ([`FORMAT_VERSION`] when rlsgate wrote it).
+    #[serde(default)]
+    pub format_version: u32,
     /// The verdict.
     pub verdict: Verdict,
     /// `run` (the built-in system) or `check` (an existing database).
@@ -230,6 +238,7 @@ impl Report {
     /// runs it again.
     pub fn interrupted(mode: &str, reproduce: String) -> Self {
         Self {
+            format_version: FORMAT_VERSION,
             verdict: Verdict::Interrupted,
             mode: mode.into(),
             backend: String::new(),

@@ -17,3 +17,4 @@ mod project; // bring your own schema: examples hold, broken copies caught, bad 
 mod static_checks; // least-privilege, rls-coverage, runtime-identity, runtime-lacks-ddl: reference holds, breakages caught
 mod support; // fixtures: settings, the shared server, a fresh database
 mod system; // the worker: persistence, DLQ, replay, rollup, broken variants
+mod workflows; // the workflows and action.yml: pinned actions, no credentials kept, no expressions in scripts
