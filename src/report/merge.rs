@@ -1,0 +1,365 @@
+//! Merging the reports of a campaign's shards (`rlsgate merge`) into the one report of the
+//! whole campaign; pure, from the reports alone.
+//!
+//! The reports must belong together: the same mode, seed, cases, variants, server, catalog
+//! evidence and project, and the same number of shards, each shard once. What the cases counted
+//! adds up (cases run, shrinking runs, tasks, faults, fault coverage, each invariant's per-case
+//! checks); what every shard ran alike (the static checks and the once-per-run probes) counts
+//! once, from the shard whose per-run part is the worst (they agree unless a shard's cases left
+//! a table no probe decided). The verdict is the worst; the counterexample is the one of the
+//! shard whose first failing case is the lowest (the case the unsharded run fails at first).
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::invariants::{InvariantId, KEPT_PER_INVARIANT, Observation, Tally};
+use crate::report::shard::{CaseCounts, ShardRun, Shards};
+use crate::report::{InvariantResult, Report, TaskCounts, Verdict, problems};
+
+/// A shard's report and what names it in errors (its directory).
+pub struct Part {
+    /// Where the report was read from.
+    pub name: String,
+    /// The report.
+    pub report: Report,
+}
+
+/// Merge `parts` into one report. With `partial`, missing shards are allowed and the verdict
+/// cannot be pass.
+///
+/// # Errors
+/// A configuration error naming the report at fault: no report, one that is not a shard's,
+/// one interrupted, reports that do not belong together (naming what differs), a shard given
+/// twice, or shards missing without `partial`.
+pub fn merge(parts: Vec<Part>, partial: bool) -> Result<Report> {
+    let Some(first) = parts.first() else {
+        return Err(Error::config(
+            "rlsgate merge needs the directories of the shards' reports",
+        ));
+    };
+    let count = shard_count(first)?;
+    for p in &parts[1..] {
+        belongs(first, p, count)?;
+    }
+    let runs = shard_runs(&parts)?;
+    let missing: Vec<u32> = (1..=count).filter(|k| !runs.contains_key(k)).collect();
+    if !missing.is_empty() && !partial {
+        return Err(Error::config(format!(
+            "shard(s) {} of {count} missing: give every shard's directory, or --partial to merge \
+             what there is (the verdict then cannot be pass)",
+            list(&missing)
+        )));
+    }
+    let mut parts = parts;
+    parts.sort_by_key(|p| lowest_shard(&p.report));
+    let mut merged = frame(&parts);
+    merged.invariants = invariants(&parts)?;
+    merged.verdict = verdict(&parts, &merged.invariants, !missing.is_empty());
+    merged.problems = problems(&merged);
+    merged.shards = Some(Shards {
+        count,
+        ran: runs.into_values().collect(),
+        missing,
+    });
+    Ok(merged)
+}
+
+/// `N` of a shard's report.
+fn shard_count(p: &Part) -> Result<u32> {
+    if p.report.verdict == Verdict::Interrupted {
+        return Err(Error::config(format!(
+            "{} is the report of an interrupted run: run that shard again",
+            p.name
+        )));
+    }
+    p.report.shards.as_ref().map(|s| s.count).ok_or_else(|| {
+        Error::config(format!(
+            "{} is not a shard's report (it has no shards): merge the reports of runs with --shard K/N",
+            p.name
+        ))
+    })
+}
+
+/// Refuse `p` unless it belongs with `first`, naming what differs.
+fn belongs(first: &Part, p: &Part, count: u32) -> Result<()> {
+    let (a, b) = (&first.report, &p.report);
+    let other = shard_count(p)?;
+    let project = |r: &Report| {
+        r.project.clone().map(|mut d| {
+            d.reproduction = None;
+            d
+        })
+    };
+    let differs = [
+        (
+            "mode",
+            a.mode != b.mode,
+            format!("{} vs {}", a.mode, b.mode),
+        ),
+        (
+            "seed",
+            a.seed != b.seed,
+            format!("{} vs {}", a.seed, b.seed),
+        ),
+        (
+            "cases",
+            a.cases != b.cases,
+            format!("{} vs {}", a.cases, b.cases),
+        ),
+        (
+            "variants",
+            a.variants != b.variants,
+            format!("{:?} vs {:?}", a.variants, b.variants),
+        ),
+        ("shard count", count != other, format!("{count} vs {other}")),
+        (
+            "server",
+            a.server_version != b.server_version,
+            format!("{:?} vs {:?}", a.server_version, b.server_version),
+        ),
+        (
+            "project",
+            project(a) != project(b),
+            "the discovered relations, functions or tenants differ".into(),
+        ),
+        (
+            "catalog evidence",
+            a.evidence != b.evidence,
+            "the runtime's identity, privileges or policies differ".into(),
+        ),
+    ];
+    match differs.into_iter().find(|(_, d, _)| *d) {
+        None => Ok(()),
+        Some((what, _, how)) => Err(Error::config(format!(
+            "{} does not belong with {}: different {what} ({how}); merge only the shards of one campaign",
+            p.name, first.name
+        ))),
+    }
+}
+
+/// Every shard's run, by index; a shard given twice is an error.
+fn shard_runs(parts: &[Part]) -> Result<BTreeMap<u32, ShardRun>> {
+    let mut runs: BTreeMap<u32, (String, ShardRun)> = BTreeMap::new();
+    for p in parts {
+        for run in p.report.shards.iter().flat_map(|s| &s.ran) {
+            if let Some((seen, _)) = runs.get(&run.index) {
+                return Err(Error::config(format!(
+                    "shard {} is given twice ({seen} and {}): give each shard's directory once",
+                    run.index, p.name
+                )));
+            }
+            runs.insert(run.index, (p.name.clone(), run.clone()));
+        }
+    }
+    Ok(runs.into_iter().map(|(k, (_, r))| (k, r)).collect())
+}
+
+fn lowest_shard(r: &Report) -> u32 {
+    r.shards
+        .iter()
+        .flat_map(|s| &s.ran)
+        .map(|r| r.index)
+        .min()
+        .unwrap_or(u32::MAX)
+}
+
+fn list(ns: &[u32]) -> String {
+    ns.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// The shard whose first failing case is the lowest, with that case.
+fn first_failing(parts: &[Part]) -> Option<(&Part, u64)> {
+    parts
+        .iter()
+        .filter_map(|p| {
+            let first = p.report.shards.iter().flat_map(|s| &s.ran);
+            first.filter_map(|r| r.first_failure).min().map(|n| (p, n))
+        })
+        .min_by_key(|(_, n)| *n)
+}
+
+/// Everything but the invariants and the verdict: the first report's frame, the sums of what
+/// the cases counted, the counterexample of the lowest failing case.
+fn frame(parts: &[Part]) -> Report {
+    let mut merged = parts[0].report.clone();
+    merged.cases_run = parts.iter().map(|p| p.report.cases_run).sum();
+    merged.shrink_runs = parts.iter().map(|p| p.report.shrink_runs).sum();
+    merged.faults = sum_faults(parts.iter().map(|p| &p.report.faults));
+    merged.fault_coverage = BTreeMap::new();
+    for p in parts {
+        for (kind, row) in &p.report.fault_coverage {
+            let into = merged.fault_coverage.entry(kind.clone()).or_default();
+            for (id, n) in row {
+                *into.entry(id.clone()).or_default() += n;
+            }
+        }
+    }
+    merged.tasks = parts.iter().fold(TaskCounts::default(), |mut t, p| {
+        let r = &p.report.tasks;
+        t.total += r.total;
+        t.committed += r.committed;
+        t.replayed += r.replayed;
+        t.failed_recorded += r.failed_recorded;
+        t.failed_unrecorded += r.failed_unrecorded;
+        t.unknown += r.unknown;
+        t
+    });
+    merged.performance = performance(parts);
+    let failing = first_failing(parts);
+    merged.counterexample = failing.and_then(|(p, _)| p.report.counterexample.clone());
+    if let Some(d) = &mut merged.project {
+        d.reproduction = failing.and_then(|(p, _)| p.report.project.as_ref()?.reproduction.clone());
+    }
+    merged.reproduce = match failing {
+        Some((p, _)) => p.report.reproduce.clone(),
+        None => unsharded(&merged.reproduce),
+    };
+    merged
+}
+
+fn sum_faults<'a>(maps: impl Iterator<Item = &'a BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for m in maps {
+        for (k, n) in m {
+            *out.entry(k.clone()).or_default() += n;
+        }
+    }
+    out
+}
+
+/// The shards ran side by side: the wall times are the longest, the case times add up.
+fn performance(parts: &[Part]) -> crate::report::Performance {
+    let each = || parts.iter().map(|p| &p.report.performance);
+    let cases_ms: u64 = each().map(|p| p.cases_ms).sum();
+    let secs = (cases_ms as f64 / 1000.0).max(1e-9);
+    let tasks: u64 = parts.iter().map(|p| p.report.tasks.total).sum();
+    let runs: u64 = parts
+        .iter()
+        .map(|p| p.report.cases_run + p.report.shrink_runs)
+        .sum();
+    crate::report::Performance {
+        server_ready_ms: each().map(|p| p.server_ready_ms).max().unwrap_or(0),
+        elapsed_ms: each().map(|p| p.elapsed_ms).max().unwrap_or(0),
+        cases_ms,
+        tasks_per_second: tasks as f64 / secs,
+        cases_per_second: runs as f64 / secs,
+        first_violation_ms: each().filter_map(|p| p.first_violation_ms).min(),
+    }
+}
+
+/// The command without its `--shard K/N`: the unsharded run.
+fn unsharded(reproduce: &str) -> String {
+    let words: Vec<&str> = reproduce.split(' ').collect();
+    let mut out = Vec::new();
+    let mut skip = false;
+    for w in words {
+        if skip {
+            skip = false;
+        } else if w == "--shard" {
+            skip = true;
+        } else {
+            out.push(w);
+        }
+    }
+    out.join(" ")
+}
+
+/// Each invariant's merged result: the worst per-run part, plus every shard's per-case part.
+fn invariants(parts: &[Part]) -> Result<Vec<InvariantResult>> {
+    let ids = |r: &Report| r.invariants.iter().map(|i| i.id).collect::<Vec<_>>();
+    let first = ids(&parts[0].report);
+    if let Some(p) = parts.iter().find(|p| ids(&p.report) != first) {
+        return Err(Error::config(format!(
+            "{} does not belong with {}: different invariants checked; merge only the shards of one campaign",
+            p.name, parts[0].name
+        )));
+    }
+    Ok(first.into_iter().map(|id| invariant(parts, id)).collect())
+}
+
+fn invariant(parts: &[Part], id: InvariantId) -> InvariantResult {
+    let results: Vec<(&InvariantResult, CaseCounts)> = parts
+        .iter()
+        .map(|p| {
+            let per_case = p
+                .report
+                .shards
+                .iter()
+                .flat_map(|s| &s.ran)
+                .filter_map(|r| r.per_case.get(&id).copied())
+                .fold(CaseCounts::default(), CaseCounts::plus);
+            (p.report.invariant(id), per_case)
+        })
+        .collect();
+    let total = |r: &InvariantResult| CaseCounts {
+        checks: r.checks,
+        violations: r.violation_count,
+        inconclusive: r.inconclusive_count,
+        accepted: r.accepted_count,
+    };
+    let per_run = results
+        .iter()
+        .map(|(r, c)| total(r).minus(*c))
+        .max_by_key(|c| c.severity())
+        .unwrap_or_default();
+    let counts = results.iter().fold(per_run, |sum, (_, c)| sum.plus(*c));
+    let samples = |pick: fn(&InvariantResult) -> &Vec<Observation>| {
+        let mut out: Vec<Observation> = Vec::new();
+        for o in results.iter().flat_map(|(r, _)| pick(r)) {
+            if out.len() < KEPT_PER_INVARIANT && !out.contains(o) {
+                out.push(o.clone());
+            }
+        }
+        out
+    };
+    let tally = Tally {
+        checks: counts.checks,
+        violations: counts.violations,
+        inconclusive: counts.inconclusive,
+        accepted: counts.accepted,
+        ..Tally::default()
+    };
+    InvariantResult {
+        id,
+        statement: results[0].0.statement.clone(),
+        status: tally.status(),
+        checks: counts.checks,
+        violation_count: counts.violations,
+        violations: samples(|r| &r.violations),
+        inconclusive_count: counts.inconclusive,
+        inconclusive: samples(|r| &r.inconclusive),
+        accepted_count: counts.accepted,
+        accepted: samples(|r| &r.accepted),
+        notes: samples(|r| &r.notes),
+    }
+}
+
+/// The worst of the shards' verdicts and the merged invariants'; never pass when shards are
+/// missing.
+fn verdict(parts: &[Part], invariants: &[InvariantResult], missing: bool) -> Verdict {
+    use crate::invariants::Status;
+    let rank = |v: Verdict| match v {
+        Verdict::Pass => 0,
+        Verdict::Inconclusive => 1,
+        Verdict::Fail => 2,
+        Verdict::Interrupted => 3,
+    };
+    let of_invariants = if invariants.iter().any(|r| r.status == Status::Violated) {
+        Verdict::Fail
+    } else if invariants.iter().any(|r| r.status == Status::Inconclusive) {
+        Verdict::Inconclusive
+    } else {
+        Verdict::Pass
+    };
+    let worst = parts
+        .iter()
+        .map(|p| p.report.verdict)
+        .chain([of_invariants])
+        .max_by_key(|v| rank(*v))
+        .unwrap_or(Verdict::Inconclusive);
+    if missing && worst == Verdict::Pass {
+        Verdict::Inconclusive
+    } else {
+        worst
+    }
+}
