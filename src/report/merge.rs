@@ -363,3 +363,162 @@ fn verdict(parts: &[Part], invariants: &[InvariantResult], missing: bool) -> Ver
         worst
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invariants::{Ledger, Status};
+    use crate::report::Shard;
+    use crate::report::shard::{counts, since};
+
+    /// Shard `k` of `n` of an 8-case campaign: every invariant checked once per run, then
+    /// `cases` cases each checking tenant isolation once (the case `failing` violating it).
+    fn shard(k: u32, n: u32, cases: &[u64], failing: Option<u64>) -> Part {
+        let mut ledger = Ledger::default();
+        for id in InvariantId::ALL {
+            ledger.record(Observation::holds(id, "STATIC"));
+        }
+        let before = counts(&ledger);
+        for c in cases {
+            ledger.record(if Some(*c) == failing {
+                Observation::violated(InvariantId::TenantIsolation, "READ", format!("case {c}"))
+            } else {
+                Observation::holds(InvariantId::TenantIsolation, "READ")
+            });
+        }
+        let per_case = since(&before, &counts(&ledger));
+        let (verdict, invariants) = Report::results(&ledger);
+        let mut r = Report::interrupted(
+            "run",
+            format!("rlsgate run --cases 8 --seed 1 --shard {k}/{n}"),
+        );
+        r.verdict = verdict;
+        r.invariants = invariants;
+        r.seed = 1;
+        r.cases = 8;
+        r.cases_run = cases.len() as u64;
+        r.tasks.total = 10 * cases.len() as u64;
+        r.faults.insert("crash".into(), cases.len() as u64);
+        let s = Shard::new(k, n).unwrap();
+        let last = failing.unwrap_or(8);
+        r.shards = Some(Shards::one(s, 8, last, failing, per_case));
+        Part {
+            name: format!("shard-{k}"),
+            report: r,
+        }
+    }
+
+    #[test]
+    fn merged_shards_count_the_per_run_checks_once_and_add_up_the_cases() {
+        let merged = merge(
+            vec![
+                shard(2, 2, &[2, 4, 6, 8], None),
+                shard(1, 2, &[1, 3, 5, 7], None),
+            ],
+            false,
+        )
+        .unwrap();
+        let unsharded = shard(1, 1, &[1, 2, 3, 4, 5, 6, 7, 8], None).report;
+        assert_eq!(merged.verdict, Verdict::Pass);
+        assert_eq!(merged.cases_run, 8);
+        for id in InvariantId::ALL {
+            assert_eq!(
+                merged.invariant(id).checks,
+                unsharded.invariant(id).checks,
+                "{id}"
+            );
+            assert_eq!(merged.invariant(id).status, Status::Holds);
+        }
+        assert_eq!(merged.tasks.total, 80);
+        assert_eq!(merged.faults["crash"], 8);
+        assert_eq!(merged.reproduce, "rlsgate run --cases 8 --seed 1");
+        let shards = merged.shards.unwrap();
+        assert_eq!(
+            shards.ran.iter().map(|r| r.index).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(shards.describe(), "shards 1, 2 of 2 merged");
+    }
+
+    #[test]
+    fn the_merged_verdict_is_the_worst_and_the_counterexample_the_lowest_failing_case() {
+        let mut two = shard(2, 2, &[2, 4], Some(4));
+        two.report.reproduce.push_str(" (two)");
+        let mut one = shard(1, 2, &[1, 3, 5], Some(5));
+        one.report.reproduce.push_str(" (one)");
+        let merged = merge(vec![one, two], false).unwrap();
+        assert_eq!(merged.verdict, Verdict::Fail);
+        assert_eq!(merged.violated(), [InvariantId::TenantIsolation]);
+        assert_eq!(
+            merged
+                .invariant(InvariantId::TenantIsolation)
+                .violation_count,
+            2
+        );
+        assert!(
+            merged.reproduce.ends_with("--shard 2/2 (two)"),
+            "{}",
+            merged.reproduce
+        );
+    }
+
+    #[test]
+    fn merge_refuses_reports_that_do_not_belong_together() {
+        let err = |parts: Vec<Part>, partial| merge(parts, partial).unwrap_err().to_string();
+        let mut other = shard(2, 2, &[2], None);
+        other.report.seed = 9;
+        let e = err(vec![shard(1, 2, &[1], None), other], false);
+        assert!(
+            e.contains("shard-2 does not belong with shard-1: different seed (1 vs 9)"),
+            "{e}"
+        );
+        let e = err(
+            vec![shard(1, 2, &[1], None), shard(2, 3, &[2], None)],
+            false,
+        );
+        assert!(e.contains("different shard count (2 vs 3)"), "{e}");
+        let mut other = shard(2, 2, &[2], None);
+        other.report.variants = vec!["no-force-rls".into()];
+        let e = err(vec![shard(1, 2, &[1], None), other], false);
+        assert!(e.contains("different variants"), "{e}");
+        let e = err(
+            vec![shard(1, 2, &[1], None), shard(1, 2, &[1], None)],
+            false,
+        );
+        assert!(
+            e.contains("shard 1 is given twice (shard-1 and shard-1)"),
+            "{e}"
+        );
+        let e = err(
+            vec![shard(1, 3, &[1], None), shard(3, 3, &[3], None)],
+            false,
+        );
+        assert!(
+            e.contains("shard(s) 2 of 3 missing") && e.contains("--partial"),
+            "{e}"
+        );
+        let mut unsharded = shard(1, 2, &[1], None);
+        unsharded.report.shards = None;
+        let e = err(vec![unsharded], false);
+        assert!(e.contains("is not a shard's report"), "{e}");
+        let mut stopped = shard(2, 2, &[2], None);
+        stopped.report.verdict = Verdict::Interrupted;
+        let e = err(vec![shard(1, 2, &[1], None), stopped], false);
+        assert!(
+            e.contains("shard-2 is the report of an interrupted run"),
+            "{e}"
+        );
+        assert!(err(Vec::new(), false).contains("needs the directories"));
+    }
+
+    #[test]
+    fn a_partial_merge_is_never_a_pass() {
+        let merged = merge(vec![shard(1, 3, &[1, 4, 7], None)], true).unwrap();
+        assert_eq!(merged.verdict, Verdict::Inconclusive);
+        let shards = merged.shards.unwrap();
+        assert_eq!(shards.missing, [2, 3]);
+        assert!(shards.describe().contains("partial: shard(s) 2, 3 missing"));
+        let failed = merge(vec![shard(1, 3, &[1], Some(1))], true).unwrap();
+        assert_eq!(failed.verdict, Verdict::Fail);
+    }
+}
