@@ -336,18 +336,13 @@ async fn runtime_login(p: &Prepared, run: &mut Run<'_>) -> Result<Option<Config>
 }
 
 /// Refuse a shard that cannot run: one that gets none of the `cases`, or any shard of an
-/// in-place check (it runs no cases to split). Adds ` --shard K/N` to `reproduce`.
+/// in-place check (it runs no cases to split). What the reproducing command adds: ` --shard K/N`.
 ///
 /// # Errors
 /// A configuration error naming the fix.
-fn check_shard(
-    shard: Option<Shard>,
-    cases: u32,
-    in_place: bool,
-    reproduce: &mut String,
-) -> Result<()> {
+fn check_shard(shard: Option<Shard>, cases: u32, in_place: bool) -> Result<String> {
     let Some(shard) = shard else {
-        return Ok(());
+        return Ok(String::new());
     };
     if in_place {
         return Err(Error::config(
@@ -355,8 +350,7 @@ fn check_shard(
         ));
     }
     shard.check_cases(cases)?;
-    reproduce.push_str(&format!(" --shard {shard}"));
-    Ok(())
+    Ok(format!(" --shard {shard}"))
 }
 
 /// A pool of `size` logins of `login`, as an application keeps one.

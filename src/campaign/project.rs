@@ -61,6 +61,7 @@ pub async fn check_project(
     options: &ProjectOptions,
 ) -> Result<Report> {
     let started = Instant::now();
+    let shard_flag = super::check_shard(options.shard, options.cases, source.in_place)?;
     let database = target::prepare(settings, project, source).await?;
     let ready = started.elapsed();
     let oracle = crate::provision::Server::connect_with(&database.oracle).await?;
@@ -80,12 +81,7 @@ pub async fn check_project(
     if source.in_place {
         reproduce.push_str(" --in-place");
     }
-    super::check_shard(
-        options.shard,
-        options.cases,
-        source.in_place,
-        &mut reproduce,
-    )?;
+    reproduce.push_str(&shard_flag);
     let prepared = Prepared {
         target: Target::Existing {
             oracle: database.oracle.clone(),

@@ -49,6 +49,7 @@ use crate::workload::{FaultKind, Plan, Workload, tenant_label, workload};
 /// ```
 pub async fn run(settings: &Settings, options: &CampaignOptions) -> Result<Report> {
     let started = Instant::now();
+    let shard_flag = super::check_shard(options.shard, options.cases, false)?;
     let server = Server::start(settings).await?;
     let ready = started.elapsed();
     let db = server.fresh_database().await?;
@@ -57,7 +58,7 @@ pub async fn run(settings: &Settings, options: &CampaignOptions) -> Result<Repor
     }
     let backend = server.backend().to_string();
     let mut prepared = prepared(Target::Built(db), "run", backend, options, started, ready);
-    super::check_shard(options.shard, options.cases, false, &mut prepared.reproduce)?;
+    prepared.reproduce.push_str(&shard_flag);
     drive(prepared, Reference::new(options)).await
 }
 
@@ -88,6 +89,7 @@ pub async fn run(settings: &Settings, options: &CampaignOptions) -> Result<Repor
 /// ```
 pub async fn check(source: &Source, options: &CampaignOptions) -> Result<Report> {
     let started = Instant::now();
+    let shard_flag = super::check_shard(options.shard, options.cases, source.in_place)?;
     if !options.variants.is_empty() {
         return Err(Error::config(
             "--variant applies to the built-in system only; rlsgate check never changes a database",
@@ -120,12 +122,7 @@ pub async fn check(source: &Source, options: &CampaignOptions) -> Result<Report>
     if source.in_place {
         prepared.reproduce.push_str(" --in-place");
     }
-    super::check_shard(
-        options.shard,
-        options.cases,
-        source.in_place,
-        &mut prepared.reproduce,
-    )?;
+    prepared.reproduce.push_str(&shard_flag);
     drive(prepared, Reference::new(options)).await
 }
 
