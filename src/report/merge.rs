@@ -30,12 +30,22 @@ pub struct Part {
 ///
 /// # Errors
 /// A configuration error naming the report at fault: no report, one that is not a shard's,
-/// one interrupted, reports that do not belong together (naming what differs), a shard given
+/// one interrupted (unless `partial`: then its shard is missing), reports that do not belong together (naming what differs), a shard given
 /// twice, or shards missing without `partial`.
 pub fn merge(parts: Vec<Part>, partial: bool) -> Result<Report> {
-    let Some(first) = parts.first() else {
+    if parts.is_empty() {
         return Err(Error::config(
             "rlsgate merge needs the directories of the shards' reports",
+        ));
+    }
+    // A partial merge goes without the shards a signal (a job's timeout) stopped.
+    let parts: Vec<Part> = parts
+        .into_iter()
+        .filter(|p| !partial || p.report.verdict != Verdict::Interrupted)
+        .collect();
+    let Some(first) = parts.first() else {
+        return Err(Error::config(
+            "every shard's report is of an interrupted run: run the shards again",
         ));
     };
     let count = shard_count(first)?;
@@ -524,7 +534,7 @@ mod tests {
     }
 
     #[test]
-    fn a_partial_merge_is_never_a_pass() {
+    fn a_partial_merge_is_never_a_pass_and_goes_without_interrupted_shards() {
         let merged = merge(vec![shard(1, 3, &[1, 4, 7], None)], true).unwrap();
         assert_eq!(merged.verdict, Verdict::Inconclusive);
         let shards = merged.shards.unwrap();
@@ -532,5 +542,12 @@ mod tests {
         assert!(shards.describe().contains("partial: shard(s) 2, 3 missing"));
         let failed = merge(vec![shard(1, 3, &[1], Some(1))], true).unwrap();
         assert_eq!(failed.verdict, Verdict::Fail);
+        let stopped = Part {
+            name: "stopped".into(),
+            report: Report::interrupted("run", "rlsgate run --shard 2/2".into()),
+        };
+        let merged = merge(vec![shard(1, 2, &[1], None), stopped], true).unwrap();
+        assert_eq!(merged.shards.unwrap().missing, [2]);
+        assert_eq!(merged.verdict, Verdict::Inconclusive);
     }
 }

@@ -124,6 +124,8 @@ async fn shards_merged_equal_the_unsharded_run() {
     for file in ["report.json", "evidence.md", "junit.xml"] {
         assert!(Path::new(&out).join(file).exists(), "{file}");
     }
+    let md = std::fs::read_to_string(Path::new(&out).join("evidence.md")).unwrap();
+    assert!(md.contains("| shards | shards 1, 2 of 2 merged |"), "{md}");
     let read = rlsgate::evidence::read(&Path::new(&out).join("report.json")).unwrap();
     assert_eq!(checks(&read), checks(&merged));
     let mut stranger = two.clone();
