@@ -330,9 +330,13 @@ impl<'o> Reference<'o> {
             Progress::Off => {}
             Progress::Terminal => eprint!("\r\x1b[2K{line}"),
             Progress::Lines => {
-                // Quiet for logs: every tenth case, failures, and the last.
+                // Quiet for logs: every tenth case (of a shard's own), failures, and the last.
                 let n = self.executions;
-                if n.is_multiple_of(10) || violations > 0 || n == u64::from(total) {
+                let (nth, last) = match self.options.shard {
+                    None => (n, n == u64::from(total)),
+                    Some(s) => (s.cases_within(n), n + u64::from(s.count) > u64::from(total)),
+                };
+                if nth.is_multiple_of(10) || violations > 0 || last {
                     eprintln!("{line}");
                 }
             }

@@ -227,7 +227,7 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
     /// The shards of the campaign's cases this report covers (absent: all of them, unsharded):
-    /// one for a run with `--shard K/N`, several for a merge ([`shard`], [`merge`]).
+    /// one for a run with `--shard K/N`, several for a merge ([`shard`], [`merge()`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<Shards>,
 }

@@ -1,6 +1,6 @@
 //! Shards of a campaign's cases (`--shard K/N`): which generated cases shard `K` of `N`
 //! executes, and what its report says about them so that shards merge into one report
-//! ([`super::merge`]).
+//! ([`super::merge()`]).
 //!
 //! Every shard generates the same sequence of cases from the seed (the generator is seeded,
 //! so the case numbered `n` is the same in every shard and in the unsharded run) and executes
