@@ -114,6 +114,13 @@ impl Project {
         self
     }
 
+    /// Run only this shard's cases (`--shard K/N`): `rlsgate merge` joins the shards' reports.
+    #[must_use]
+    pub fn shard(mut self, shard: crate::report::shard::Shard) -> Self {
+        self.options.shard = Some(shard);
+        self
+    }
+
     /// Print progress lines on stderr.
     #[must_use]
     pub fn progress(mut self, progress: bool) -> Self {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use rlsgate::campaign::{self, CampaignOptions, Progress};
-use rlsgate::report::{Report, Verdict};
+use rlsgate::report::{Report, Shard, Verdict};
 use rlsgate::system::Variant;
 use rlsgate::{BackendChoice, Settings};
 
@@ -33,6 +33,14 @@ struct CampaignArgs {
     /// Where report.json goes.
     #[arg(long, default_value = "target/rlsgate")]
     out: PathBuf,
+    /// Run shard K of N: every shard generates the same cases from the seed and runs those
+    /// numbered n ≡ K (mod N); `rlsgate merge` joins the shards' reports.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    shard: Option<Shard>,
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    s.parse().map_err(|e: rlsgate::Error| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -130,6 +138,21 @@ enum Command {
     },
     /// List the broken variants (negative controls): the name, then what it breaks.
     Variants,
+    /// Merge the reports of a campaign's shards (runs with --shard K/N) into one report.json,
+    /// evidence.md and junit.xml: what the cases counted adds up, the verdict is the worst.
+    /// Refuses reports of different campaigns, a shard given twice, and missing shards (unless
+    /// --partial). Exit codes as `run`.
+    Merge {
+        /// The shards' output directories, each holding a report.json.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// Where the merged report goes.
+        #[arg(long)]
+        out: PathBuf,
+        /// Merge without some shards (a shard's job failed); the verdict is then not pass.
+        #[arg(long)]
+        partial: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -292,6 +315,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Command::Bench { backend, out, tiny } => bench(backend, &out, tiny).await,
             Command::Evidence { from, out } => evidence(&from, out.as_deref()),
             Command::Clean { database_url } => clean(database_url).await,
+            Command::Merge { dirs, out, partial } => merge(&dirs, &out, partial),
             Command::Variants => {
                 for v in Variant::ALL {
                     println!("{:<30} {}", v.name(), v.description());
@@ -338,6 +362,7 @@ fn options(args: &CampaignArgs, variants: &[String]) -> anyhow::Result<CampaignO
         } else {
             Progress::Lines
         },
+        shard: args.shard,
         ..CampaignOptions::default()
     })
 }
@@ -388,6 +413,9 @@ async fn check_project(
     }
     if let Some(url) = source.runtime_url {
         project = project.runtime_url(url);
+    }
+    if let Some(shard) = args.shard {
+        project = project.shard(shard);
     }
     eprintln!(
         "rlsgate: checking the project of {} ({} DML sequences, seed {})",
@@ -475,6 +503,25 @@ fn evidence(from: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rlsgate merge`: read DIR/report.json of every shard, merge, and finish as a run does.
+fn merge(dirs: &[PathBuf], out: &Path, partial: bool) -> anyhow::Result<ExitCode> {
+    let parts = dirs
+        .iter()
+        .map(|dir| {
+            let report = rlsgate::evidence::read(&dir.join("report.json"))?;
+            Ok(rlsgate::report::merge::Part {
+                name: dir.display().to_string(),
+                report,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let report = rlsgate::report::merge(parts, partial)?;
+    if let Some(shards) = &report.shards {
+        eprintln!("rlsgate: {}", shards.describe());
+    }
+    finish(&report, out)
 }
 
 async fn setup(url: &str) -> anyhow::Result<ExitCode> {

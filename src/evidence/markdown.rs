@@ -49,6 +49,9 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
     for skipped in &report.skipped {
         let _ = writeln!(out, "| skipped | {skipped} |");
     }
+    if let Some(shards) = &report.shards {
+        let _ = writeln!(out, "| shards | {} |", shards.describe());
+    }
     if report.project.is_some() {
         let _ = writeln!(
             out,

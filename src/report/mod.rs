@@ -16,9 +16,13 @@ pub use crate::scratch::Placement;
 use crate::system::Outcome;
 use crate::workload::{Plan, TenantSpec, Workload, model, tenant_label};
 
+pub mod merge;
 pub mod problem;
+pub mod shard;
 
+pub use merge::merge;
 pub use problem::{Problem, problems};
+pub use shard::{Shard, Shards};
 
 /// The verdict of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +234,10 @@ pub struct Report {
     /// from `invariants`, so a report written before this field existed renders them too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// The shards of the campaign's cases this report covers (absent: all of them, unsharded):
+    /// one for a run with `--shard K/N`, several for a merge ([`shard`], [`merge()`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<Shards>,
 }
 
 impl Report {
@@ -261,6 +269,7 @@ impl Report {
             evidence: StaticEvidence::default(),
             project: None,
             problems: Vec::new(),
+            shards: None,
         }
     }
 
