@@ -33,6 +33,10 @@ struct CampaignArgs {
     /// Where report.json goes.
     #[arg(long, default_value = "target/rlsgate")]
     out: PathBuf,
+    /// Also write the probes that held as a pgTAP suite into DIR (one .sql file per tenant
+    /// relation, and runtime.sql), for pg_prove or supabase test db.
+    #[arg(long, value_name = "DIR")]
+    emit_pgtap: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -362,13 +366,13 @@ async fn run(
         }
     );
     let report = campaign::run(&settings, &options).await?;
-    finish(&report, &args.out)
+    finish(&report, &args)
 }
 
 async fn check(source: &campaign::Source, args: CampaignArgs) -> anyhow::Result<ExitCode> {
     let options = options(&args, &[])?;
     let report = campaign::check(source, &options).await?;
-    finish(&report, &args.out)
+    finish(&report, &args)
 }
 
 async fn check_project(
@@ -428,13 +432,16 @@ async fn check_project(
         in_place,
     };
     let report = rlsgate::campaign::check_project(&settings, &project, &source, &options).await?;
-    finish(&report, &args.out)
+    finish(&report, &args)
 }
 
-/// Print the verdict table and the counterexample, write report.json, evidence.md and
-/// junit.xml, and exit by the verdict.
-fn finish(report: &Report, out: &Path) -> anyhow::Result<ExitCode> {
-    let written = rlsgate::evidence::write(report, out)?;
+/// Print the verdict table and the counterexample, write report.json, evidence.md, junit.xml
+/// and access.html (and the pgTAP suite with --emit-pgtap), and exit by the verdict.
+fn finish(report: &Report, args: &CampaignArgs) -> anyhow::Result<ExitCode> {
+    let mut written = rlsgate::evidence::write(report, &args.out)?;
+    if let Some(dir) = &args.emit_pgtap {
+        written.extend(rlsgate::evidence::pgtap::write(report, dir)?);
+    }
     print!("{}", rlsgate::evidence::text::verdicts(report));
     if let Some(c) = &report.counterexample {
         println!("\nminimal counterexample:\n{}", c.transcript);

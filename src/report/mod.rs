@@ -10,6 +10,7 @@ use crate::catalog::identity::RuntimeIdentity;
 use crate::catalog::policies::PolicyEntry;
 use crate::catalog::privileges::PrivilegeMatrix;
 use crate::history::History;
+use crate::invariants::access::Access;
 use crate::invariants::expected_outcome::outcome_summary;
 use crate::invariants::{InvariantId, Ledger, Observation, Status};
 pub use crate::scratch::Placement;
@@ -222,6 +223,10 @@ pub struct Report {
     /// from `invariants`, so a report written before this field existed renders them too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// What the probes saw per relation × command × acting context (`access.html`, the pgTAP
+    /// suite); empty in a report written before it existed.
+    #[serde(default, skip_serializing_if = "Access::is_empty")]
+    pub access: Access,
 }
 
 impl Report {
@@ -252,6 +257,7 @@ impl Report {
             evidence: StaticEvidence::default(),
             project: None,
             problems: Vec::new(),
+            access: Access::default(),
         }
     }
 
