@@ -77,8 +77,10 @@ pub(crate) fn cell(
         let probes = c.probes.clone();
         let title = match (c.outcome, &c.detail) {
             (AccessOutcome::Leak | AccessOutcome::Inconclusive, Some(d)) => d.clone(),
-            (AccessOutcome::Allowed, _) => format!("{} probes went through, as designed", c.held),
-            (_, _) => format!("{} probes refused", c.held),
+            (AccessOutcome::Allowed, _) => {
+                format!("went through, as designed ({})", probes_n(c.held))
+            }
+            (_, _) => format!("refused ({})", probes_n(c.held)),
         };
         let undeclared = context == AccessContext::OwnTenant && granted && declared == Some(false);
         if c.outcome == AccessOutcome::Allowed && undeclared {
@@ -112,6 +114,10 @@ pub(crate) fn cell(
             probes: Vec::new(),
         },
     }
+}
+
+fn probes_n(n: u64) -> String {
+    format!("{n} probe{}", if n == 1 { "" } else { "s" })
 }
 
 fn undeclared_title(command: &str) -> String {
@@ -284,4 +290,130 @@ fn details(out: &mut String, id: &str, heading: &str, items: &[[String; 3]]) {
         );
     }
     out.push_str("</ol>\n");
+}
+
+/// A small report for the renderings' tests: two tenant relations, one leak (with markup in
+/// its detail), one inconclusive cell, blocked cells, an undeclared privilege.
+#[cfg(test)]
+pub(crate) fn small_report() -> Report {
+    use crate::catalog::policies::{PolicyEntry, RelationKind};
+    use crate::catalog::privileges::PrivilegeEntry;
+    use crate::invariants::{InvariantId, Ledger, Observation, Undecided};
+    use crate::subject::Subject;
+
+    let entry = |relation: &str, kind, privileges: &[&str]| PolicyEntry {
+        relation: relation.into(),
+        kind,
+        tenant_column: "tenant_id".into(),
+        rls_enabled: true,
+        rls_forced: true,
+        owner: "migration_owner".into(),
+        runtime_has_owner_privileges: false,
+        partition_of: None,
+        security_invoker: true,
+        runtime_privileges: privileges.iter().map(|p| p.to_string()).collect(),
+        policies: Vec::new(),
+    };
+    let privilege = |object: &str, privilege: &str, granted, expected| PrivilegeEntry {
+        object_kind: ObjectKind::Relation,
+        object: object.into(),
+        privilege: privilege.into(),
+        granted,
+        grantable: false,
+        expected,
+    };
+    let (w, t, n) = (
+        InvariantId::WriteCheck,
+        InvariantId::TenantIsolation,
+        InvariantId::NoContextClosed,
+    );
+    let mut ledger = Ledger::default();
+    let copy = "INSERT INTO public.notes (id, tenant_id, body) SELECT id, tenant_id, body FROM json_populate_record(NULL::public.notes, $1::text::json)";
+    for o in [
+        Observation::holds(t, "READ").on("public.notes"),
+        Observation::holds(w, "INS")
+            .on("public.notes")
+            .with_sqlstate(Some("42501".into()))
+            .with_statement(copy),
+        Observation::holds(w, "XDML-UPDATE").on("public.notes"),
+        Observation::violated(
+            w,
+            "XDML-DELETE",
+            "in tenant A's context, deleted a row of tenant B: <script>alert(\"x\")</script> & more",
+        )
+        .on("public.notes"),
+        Observation::holds(n, "NOCTX-never-set").on("public.notes"),
+        Observation::holds(n, "NOCTX-set-then-ended-write")
+            .on("public.notes")
+            .with_sqlstate(Some("42501".into()))
+            .with_statement(copy),
+        Observation::holds(t, "READ").on("public.note_view"),
+        Observation::inconclusive(
+            n,
+            Undecided::Bypass,
+            "NOCTX-never-set",
+            "the probe ran as app_owner, which owns public.note_view",
+        )
+        .on("public.note_view"),
+    ] {
+        ledger.record(o);
+    }
+    let mut report = Report::interrupted("check", "rlsgate check".into());
+    (report.verdict, report.invariants) = Report::results(&ledger);
+    report.access = ledger.access(&Subject::reference());
+    report.evidence.identity.role = "app_user".into();
+    report.evidence.identity.attributes =
+        vec![("SUPERUSER".into(), false), ("BYPASSRLS".into(), false)];
+    report.evidence.policies = vec![
+        entry("public.note_view", RelationKind::View, &["SELECT"]),
+        entry(
+            "public.notes",
+            RelationKind::Table,
+            &["SELECT", "INSERT", "UPDATE", "DELETE"],
+        ),
+    ];
+    report.evidence.privileges.entries = vec![
+        privilege("public.note_view", "SELECT", true, true),
+        privilege("public.notes", "SELECT", true, true),
+        privilege("public.notes", "INSERT", true, true),
+        privilege("public.notes", "UPDATE", true, true),
+        privilege("public.notes", "DELETE", true, false),
+        privilege("public.notes", "TRUNCATE", false, false),
+    ];
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_report_renders_one_escaped_self_contained_page() {
+        let html = render(&small_report());
+        assert!(!html.contains("<script"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more"));
+        assert!(!html.contains("http://") && !html.contains("https://"));
+        assert_eq!(html.matches("<td class=\"leak\"").count(), 1 + 2);
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
+        settings.set_prepend_module_to_snapshot(false);
+        settings.bind(|| insta::assert_snapshot!("access-html-small", html));
+    }
+
+    #[test]
+    fn a_cell_no_probe_looked_at_comes_from_the_privilege_matrix() {
+        let report = small_report();
+        let shown = |rel, context, command| cell(&report, rel, context, command).class;
+        use AccessContext::*;
+        assert_eq!(shown("public.notes", OwnTenant, "SELECT"), "allowed");
+        // DELETE is held but not declared.
+        assert_eq!(shown("public.notes", OwnTenant, "DELETE"), "leak");
+        assert_eq!(shown("public.notes", OtherTenant, "DELETE"), "leak");
+        assert_eq!(shown("public.notes", NoContext, "UPDATE"), "none");
+        assert_eq!(shown("public.note_view", OtherTenant, "INSERT"), "blocked");
+        assert_eq!(
+            shown("public.note_view", NoContext, "SELECT"),
+            "inconclusive"
+        );
+    }
 }

@@ -421,3 +421,36 @@ fn runtime_tests(report: &Report) -> Vec<Test> {
 fn esc(s: &str) -> String {
     s.replace('\'', "''")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_report_emits_the_probes_that_held_per_relation() {
+        let report = crate::evidence::matrix::small_report();
+        let files = render(&report);
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["public.note_view.sql", "public.notes.sql", "runtime.sql"]
+        );
+        let notes = &files[1].sql;
+        // The DELETE leaked: no test claims it holds.
+        assert!(!notes.contains("DELETE FROM public.notes"), "{notes}");
+        assert!(notes.contains("SELECT plan(7);"), "{notes}");
+        assert!(notes.contains("has_table_privilege('app_user', 'public.notes', 'TRUNCATE')"));
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
+        settings.set_prepend_module_to_snapshot(false);
+        for f in &files {
+            settings.bind(|| insta::assert_snapshot!(format!("pgtap-small-{}", f.name), f.sql));
+        }
+    }
+
+    #[test]
+    fn a_report_without_probes_emits_nothing() {
+        let report = Report::interrupted("check", String::new());
+        assert!(render(&report).is_empty());
+    }
+}

@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(insert.statement.as_deref(), Some("INSERT INTO public.a"));
         assert_eq!(
             access.context_statement,
-            "SELECT set_config('app.tenant_id', $1, true)"
+            "SELECT set_config('app.current_tenant_id', $1, true)"
         );
     }
 }
