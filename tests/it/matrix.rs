@@ -11,9 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rlsgate::{Database, Role};
-
-use crate::support::shared_server;
+use rlsgate::{BackendChoice, Database, Role, Server};
 
 const TENANT_A: &str = "00000000-0000-4000-8000-00000000000a";
 const TENANT_B: &str = "00000000-0000-4000-8000-00000000000b";
@@ -116,11 +114,40 @@ fn rlsgate(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// The local backend's server: the pgTAP extension installs beside the local server binaries
+/// (the container image has none), whatever RLSGATE_BACKEND says.
+async fn local_server() -> Server {
+    let mut settings = crate::support::settings();
+    settings.backend = BackendChoice::Local;
+    Server::shared(&settings)
+        .await
+        .unwrap_or_else(|e| panic!("the pgTAP test needs the local backend: {e}"))
+}
+
+/// Create the pgtap extension in `db`, or fail naming the package that ships it.
+async fn create_pgtap(db: &Database) {
+    let su = db.connect(Role::Superuser).await.unwrap();
+    let available = su
+        .query_opt(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'pgtap'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .is_some();
+    assert!(
+        available,
+        "the pgtap extension is not installed for the local server: apt-get install postgresql-15-pgtap (the server's major)"
+    );
+    su.batch_execute("CREATE EXTENSION IF NOT EXISTS pgtap")
+        .await
+        .unwrap();
+}
+
 /// A database with the saas example's migrations applied as its owner (and `extra`, the
 /// broken example's changes, when given) and rows of two tenants in every table. Returns the
 /// database and the runtime's URL.
-async fn saas(extra: Option<&str>) -> (Database, String) {
-    let server = shared_server().await;
+async fn saas(server: &Server, extra: Option<&str>) -> (Database, String) {
     let owner = server.project_role("saas_owner", true).await.unwrap();
     let app = server.project_role("saas_app", true).await.unwrap();
     let (Some(owner), Some(app)) = (owner, app) else {
@@ -208,7 +235,8 @@ async fn the_emitted_pgtap_suite_passes_on_the_checked_database_and_fails_on_a_b
         "libtap-parser-sourcehandler-pgtap-perl postgresql-15-pgtap",
         "RLSGATE_SKIP_PGTAP",
     );
-    let (db, runtime) = saas(None).await;
+    let server = local_server().await;
+    let (db, runtime) = saas(&server, None).await;
     let url = db.url(Role::Superuser).await.unwrap();
     let work = tempfile::tempdir().unwrap();
     existing_config(work.path());
@@ -287,10 +315,8 @@ async fn the_emitted_pgtap_suite_passes_on_the_checked_database_and_fails_on_a_b
     let Some(pg_prove_bin) = pg_prove_bin else {
         return;
     };
+    create_pgtap(&db).await;
     let su = db.connect(Role::Superuser).await.unwrap();
-    su.batch_execute("CREATE EXTENSION IF NOT EXISTS pgtap")
-        .await
-        .unwrap();
     let before: i64 = su
         .query_one("SELECT count(*) FROM public.projects", &[])
         .await
@@ -312,15 +338,9 @@ async fn the_emitted_pgtap_suite_passes_on_the_checked_database_and_fails_on_a_b
 
     // The same suite against a copy broken as examples/saas/broken breaks it: red.
     let broken = std::fs::read_to_string(example("saas/broken/break/0100_break.sql")).unwrap();
-    let (broken_db, _) = saas(Some(&broken)).await;
+    let (broken_db, _) = saas(&server, Some(&broken)).await;
     let broken_url = broken_db.url(Role::Superuser).await.unwrap();
-    broken_db
-        .connect(Role::Superuser)
-        .await
-        .unwrap()
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pgtap")
-        .await
-        .unwrap();
+    create_pgtap(&broken_db).await;
     let (passed, said) = pg_prove(&pg_prove_bin, &broken_url, &suite);
     assert!(!passed, "{said}");
     for failing in [
