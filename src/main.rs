@@ -114,8 +114,8 @@ enum Command {
         #[arg(long)]
         tiny: bool,
     },
-    /// Render evidence.md and junit.xml again from a saved report.json (into the report's
-    /// directory unless --out says otherwise).
+    /// Render evidence.md, junit.xml and access.html again from a saved report.json (into the
+    /// report's directory unless --out says otherwise).
     Evidence {
         /// The report.json a run or check wrote.
         #[arg(long)]
