@@ -2,7 +2,8 @@
 //! column per command in each acting context (the tenant's own rows, tenant A's context on
 //! B's rows, no context); each cell allowed, blocked, leak or inconclusive, from the probes'
 //! outcomes ([`crate::invariants::access`]) and, where no probe looked, the privilege matrix.
-//! One self-contained file: inline CSS, no script, no external URL, everything escaped.
+//! One self-contained file: inline CSS, no script, no external URL, everything escaped, and
+//! redacted as `evidence.md` is (the same seed renders the same page).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -187,7 +188,7 @@ pub fn render(report: &Report) -> String {
     details(&mut out, "leaks", "Leaks", &leaks);
     details(&mut out, "inconclusive", "Inconclusive", &undecided);
     out.push_str("</body>\n</html>\n");
-    out
+    super::redact(&out)
 }
 
 fn legend(out: &mut String) {
@@ -339,7 +340,7 @@ pub(crate) fn small_report() -> Report {
         Observation::violated(
             w,
             "XDML-DELETE",
-            "in tenant A's context, deleted a row of tenant B: <script>alert(\"x\")</script> & more",
+            "in tenant A's context, deleted a row of another tenant (0b5c6a1e-1111-4222-8333-444455556666): <script>alert(\"x\")</script> & more",
         )
         .on("public.notes"),
         Observation::holds(n, "NOCTX-never-set").on("public.notes"),
@@ -393,6 +394,7 @@ mod tests {
         assert!(!html.contains("<script"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more"));
         assert!(!html.contains("http://") && !html.contains("https://"));
+        assert!(!html.contains("0b5c6a1e-1111"), "UUIDs are redacted");
         assert_eq!(html.matches("<td class=\"leak\"").count(), 1 + 2);
         let mut settings = insta::Settings::clone_current();
         settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
