@@ -158,123 +158,168 @@ to hold them).";
 /// The probes of `entry` that held, then the relation privileges the runtime lacks.
 fn relation_tests(report: &Report, entry: &PolicyEntry) -> Vec<Test> {
     let rel = &entry.relation;
-    let col = quote_ident(&entry.tenant_column);
-    let table = !matches!(
-        entry.kind,
-        RelationKind::View | RelationKind::MaterializedView
-    );
-    let held = |context, command| {
-        report
-            .access
-            .cell(rel, context, command)
-            .filter(|c| c.outcome == AccessOutcome::Blocked)
-    };
-    let a = format!("current_setting('{SETTING}.tenant_a')");
     let mut tests = vec![Test {
         sql: format!(
             "SELECT ok((SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user),\n\
              \x20         'the suite reads {} as a role that sees every row (superuser or BYPASSRLS)');\n\
              {}",
             esc(rel),
-            pick(rel, &col)
+            pick(rel, &quote_ident(&entry.tenant_column))
         ),
         probe: false,
     }];
-    let mut probe = |c: Option<&AccessCell>, context, needs: &str, body: String, what: String| {
-        if let Some(c) = c {
-            tests.push(Test {
-                sql: probe_test(report, context, needs, &body, c, &what),
-                probe: true,
-            });
-        }
-    };
-    use AccessContext::{NoContext, OtherTenant};
-    probe(
-        held(OtherTenant, "SELECT"),
-        OtherTenant,
-        "row_b",
-        format!("SELECT count(*) INTO n FROM {rel} t WHERE t.{col}::text IS DISTINCT FROM {a};"),
-        format!("in tenant A's context, {rel} shows no other tenant's rows"),
-    );
-    if table {
-        let insert = |c: Option<&AccessCell>, row: &str| {
-            c.and_then(|c| c.statement.as_deref())
-                .filter(|s| s.starts_with("INSERT INTO") && s.contains("$1::text::json"))
-                .map(|s| {
-                    s.replace(
-                        "$1::text::json",
-                        &format!("current_setting('{SETTING}.{row}')::json"),
-                    )
-                })
+    for probe in probes(entry) {
+        let Some(cell) = report
+            .access
+            .cell(rel, probe.context, probe.command)
+            .filter(|c| c.outcome == AccessOutcome::Blocked)
+        else {
+            continue;
         };
-        let other_insert = held(OtherTenant, "INSERT");
-        if let Some(sql) = insert(other_insert, "row_b") {
-            probe(
-                other_insert,
-                OtherTenant,
-                "row_b",
-                format!("{sql};\n    GET DIAGNOSTICS n = ROW_COUNT;"),
-                format!(
-                    "in tenant A's context, a copy of another tenant's row is refused by {rel}"
-                ),
-            );
+        let body = match probe.body {
+            Body::Sql(sql) => sql,
+            Body::CopyRow(row) => match copy_row(cell, row) {
+                Some(sql) => format!("{sql};\n    GET DIAGNOSTICS n = ROW_COUNT;"),
+                None => continue,
+            },
+        };
+        if probe
+            .only_after
+            .is_some_and(|p| !cell.probes.iter().any(|q| q == p))
+        {
+            continue;
         }
-        probe(
-            held(OtherTenant, "UPDATE"),
-            OtherTenant,
-            "row_b",
-            format!(
-                "UPDATE {rel} t SET {col} = t.{col} WHERE t.{col}::text IS DISTINCT FROM {a};\n    \
-                 GET DIAGNOSTICS n = ROW_COUNT;"
-            ),
-            format!("in tenant A's context, no other tenant's row of {rel} can be updated"),
-        );
-        if held(OtherTenant, "UPDATE").is_some_and(|c| c.probes.iter().any(|p| p == "MOVE")) {
-            probe(
-                held(OtherTenant, "UPDATE"),
-                OtherTenant,
-                "row_b",
-                format!(
-                    "UPDATE {rel} t SET {col} = (json_populate_record(NULL::{rel}, current_setting('{SETTING}.row_b')::json)).{col}\n      \
-                     WHERE t.{col}::text = {a};\n    GET DIAGNOSTICS n = ROW_COUNT;"
-                ),
-                format!(
-                    "in tenant A's context, its rows of {rel} cannot be moved to another tenant"
-                ),
-            );
-        }
-        probe(
-            held(OtherTenant, "DELETE"),
-            OtherTenant,
-            "row_b",
-            format!(
-                "DELETE FROM {rel} t WHERE t.{col}::text IS DISTINCT FROM {a};\n    \
-                 GET DIAGNOSTICS n = ROW_COUNT;"
-            ),
-            format!("in tenant A's context, no other tenant's row of {rel} can be deleted"),
-        );
-        let noctx_insert = held(NoContext, "INSERT");
-        if let Some(sql) = insert(noctx_insert, "row_a") {
-            probe(
-                noctx_insert,
-                NoContext,
-                "row_a",
-                format!("{sql};\n    GET DIAGNOSTICS n = ROW_COUNT;"),
-                format!("with no tenant context, {rel} accepts no row"),
-            );
-        }
+        tests.push(Test {
+            sql: probe_test(report, probe.context, probe.needs, &body, cell, &probe.what),
+            probe: true,
+        });
     }
-    probe(
-        held(NoContext, "SELECT"),
-        NoContext,
-        "row_a",
-        format!("SELECT count(*) INTO n FROM {rel} t WHERE t.{col} IS NOT NULL;"),
-        format!("with no tenant context, {rel} shows no tenant's rows"),
-    );
     tests.extend(
         lacking(report, ObjectKind::Relation, |o| o == rel).map(|sql| Test { sql, probe: false }),
     );
     tests
+}
+
+/// One probe of the suite: the cell whose holding it replays, the hand-over setting it needs
+/// (`row_a`, `row_b`), its statement and what it proves.
+struct Probe {
+    context: AccessContext,
+    command: &'static str,
+    /// Emitted only when this probe is among the cell's (MOVE).
+    only_after: Option<&'static str>,
+    needs: &'static str,
+    body: Body,
+    what: String,
+}
+
+enum Body {
+    /// Statements that set `n`.
+    Sql(String),
+    /// The INSERT of a copy of the row in the hand-over setting named (the cell's statement).
+    CopyRow(&'static str),
+}
+
+/// The probes of `entry`, in order: reads and writes into another tenant, then with no
+/// context; writes only on tables.
+fn probes(entry: &PolicyEntry) -> Vec<Probe> {
+    use AccessContext::{NoContext, OtherTenant};
+    let rel = &entry.relation;
+    let col = quote_ident(&entry.tenant_column);
+    let a = format!("current_setting('{SETTING}.tenant_a')");
+    let rows = "\n    GET DIAGNOSTICS n = ROW_COUNT;";
+    let probe = |context, command, needs, body, what: String| Probe {
+        context,
+        command,
+        only_after: None,
+        needs,
+        body,
+        what,
+    };
+    let mut out = vec![probe(
+        OtherTenant,
+        "SELECT",
+        "row_b",
+        Body::Sql(format!(
+            "SELECT count(*) INTO n FROM {rel} t WHERE t.{col}::text IS DISTINCT FROM {a};"
+        )),
+        format!("in tenant A's context, {rel} shows no other tenant's rows"),
+    )];
+    if !matches!(
+        entry.kind,
+        RelationKind::View | RelationKind::MaterializedView
+    ) {
+        out.extend([
+            probe(
+                OtherTenant,
+                "INSERT",
+                "row_b",
+                Body::CopyRow("row_b"),
+                format!("in tenant A's context, a copy of another tenant's row is refused by {rel}"),
+            ),
+            probe(
+                OtherTenant,
+                "UPDATE",
+                "row_b",
+                Body::Sql(format!(
+                    "UPDATE {rel} t SET {col} = t.{col} WHERE t.{col}::text IS DISTINCT FROM {a};{rows}"
+                )),
+                format!("in tenant A's context, no other tenant's row of {rel} can be updated"),
+            ),
+            Probe {
+                only_after: Some("MOVE"),
+                ..probe(
+                    OtherTenant,
+                    "UPDATE",
+                    "row_b",
+                    Body::Sql(format!(
+                        "UPDATE {rel} t SET {col} = (json_populate_record(NULL::{rel}, current_setting('{SETTING}.row_b')::json)).{col}\n      \
+                         WHERE t.{col}::text = {a};{rows}"
+                    )),
+                    format!("in tenant A's context, its rows of {rel} cannot be moved to another tenant"),
+                )
+            },
+            probe(
+                OtherTenant,
+                "DELETE",
+                "row_b",
+                Body::Sql(format!(
+                    "DELETE FROM {rel} t WHERE t.{col}::text IS DISTINCT FROM {a};{rows}"
+                )),
+                format!("in tenant A's context, no other tenant's row of {rel} can be deleted"),
+            ),
+            probe(
+                NoContext,
+                "INSERT",
+                "row_a",
+                Body::CopyRow("row_a"),
+                format!("with no tenant context, {rel} accepts no row"),
+            ),
+        ]);
+    }
+    out.push(probe(
+        NoContext,
+        "SELECT",
+        "row_a",
+        Body::Sql(format!(
+            "SELECT count(*) INTO n FROM {rel} t WHERE t.{col} IS NOT NULL;"
+        )),
+        format!("with no tenant context, {rel} shows no tenant's rows"),
+    ));
+    out
+}
+
+/// The INSERT of a copy of the row in the hand-over setting `row`: the statement of the probe
+/// that held (rlsgate's copy of a row, its `$1` the row's JSON), when it is one.
+fn copy_row(cell: &AccessCell, row: &str) -> Option<String> {
+    cell.statement
+        .as_deref()
+        .filter(|s| s.starts_with("INSERT INTO") && s.contains("$1::text::json"))
+        .map(|s| {
+            s.replace(
+                "$1::text::json",
+                &format!("current_setting('{SETTING}.{row}')::json"),
+            )
+        })
 }
 
 /// Pick tenant A (the smallest tenant of a row of `rel`), a row of A, and a row of another
