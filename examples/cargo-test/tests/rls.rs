@@ -33,6 +33,16 @@ fn a_plain_test_checks_too() {
     report.assert_holds();
 }
 
+#[tokio::test]
+async fn the_blocking_check_works_inside_a_runtime_too() {
+    Project::from_config(config("rlsgate.toml"))
+        .unwrap()
+        .cases(1)
+        .check_blocking()
+        .unwrap()
+        .assert_holds();
+}
+
 #[rstest::rstest]
 #[case::seed_1(1)]
 #[case::seed_2(2)]
