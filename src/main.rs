@@ -8,18 +8,28 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use rlsgate::campaign::{self, CampaignOptions, Progress};
-use rlsgate::report::{Report, Verdict};
+use rlsgate::report::{Baseline, Report, Verdict};
 use rlsgate::system::Variant;
 use rlsgate::{BackendChoice, Settings};
 
 /// Prove that a multi-tenant PostgreSQL persistence layer keeps tenants apart, records every
 /// failure, and runs with least privilege.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// The exit codes of `run` and `check`, for `--help`.
+const EXIT_CODES: &str = "Exit codes of run and check:
+  0    pass: every invariant holds (findings a --baseline knows or [[accept]] accepts aside)
+  1    findings: some invariant is violated by a finding that is new (not accepted, not known)
+  2    harness error: rlsgate could not run (a bad flag, config, URL or baseline included)
+  3    inconclusive: nothing violated, but some invariant could not be decided
+  4    nothing could be tested: every invariant is inconclusive
+  130  interrupted by SIGINT or SIGTERM
+doctor exits 0 when no check fails, 2 otherwise.";
 
 /// Options of a campaign, shared by `run` and `check`.
 #[derive(Args, Debug, Clone)]
@@ -33,14 +43,19 @@ struct CampaignArgs {
     /// Where report.json goes.
     #[arg(long, default_value = "target/rlsgate")]
     out: PathBuf,
+    /// Findings known already: a report.json of an earlier run, or a file `rlsgate baseline`
+    /// wrote. Its findings are listed as known and do not fail the gate; only new ones do.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run a property-based campaign against the built-in system (optionally with broken
     /// variants): random multi-tenant workloads with faults, every invariant checked after each
-    /// case. Exit 0 when every invariant holds, 1 when one is violated or inconclusive, 2 when
-    /// the harness failed.
+    /// case. Exit 0 when every invariant holds, 1 on a (new) finding, 2 when the harness
+    /// failed, 3 when something is inconclusive, 4 when nothing could be tested (see below).
+    #[command(after_help = EXIT_CODES)]
     Run {
         /// auto, container, local or external (default: RLSGATE_BACKEND, else auto).
         #[arg(long)]
@@ -64,6 +79,7 @@ enum Command {
     /// makes it). An existing database is checked on a scratch copy (CREATE DATABASE ...
     /// TEMPLATE, dropped afterwards) and never written; --in-place checks it itself with probes
     /// that roll back. Exit codes as `run`.
+    #[command(after_help = EXIT_CODES)]
     Check {
         /// The project's rlsgate.toml (or a directory holding one); docs/project.md.
         #[arg(long)]
@@ -130,6 +146,16 @@ enum Command {
     },
     /// List the broken variants (negative controls): the name, then what it breaks.
     Variants,
+    /// Write a baseline from a report.json: its findings, sorted, each once, to check in and
+    /// pass to `run`/`check --baseline` so the gate fails only on new findings.
+    Baseline {
+        /// The report.json of a run or check.
+        #[arg(long)]
+        from: PathBuf,
+        /// The baseline file to write.
+        #[arg(long, default_value = "rlsgate-baseline.json")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -173,7 +199,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rlsgate: error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(rlsgate::report::exit::HARNESS_ERROR)
         }
     }
 }
@@ -292,6 +318,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Command::Bench { backend, out, tiny } => bench(backend, &out, tiny).await,
             Command::Evidence { from, out } => evidence(&from, out.as_deref()),
             Command::Clean { database_url } => clean(database_url).await,
+            Command::Baseline { from, out } => baseline(&from, &out),
             Command::Variants => {
                 for v in Variant::ALL {
                     println!("{:<30} {}", v.name(), v.description());
@@ -338,6 +365,7 @@ fn options(args: &CampaignArgs, variants: &[String]) -> anyhow::Result<CampaignO
         } else {
             Progress::Lines
         },
+        baseline: known(args)?,
         ..CampaignOptions::default()
     })
 }
@@ -409,6 +437,7 @@ async fn check_project(
         cases: args.cases,
         seed: args.seed,
         progress: true,
+        baseline: known(&args)?,
         ..rlsgate::campaign::ProjectOptions::default()
     };
     eprintln!(
@@ -476,8 +505,48 @@ fn finish(report: &Report, out: &Path) -> anyhow::Result<ExitCode> {
         println!("wrote {}", path.display());
     }
     println!("reproduce: {}", report.reproduce);
-    println!("verdict: {}", report.verdict.as_str());
-    Ok(ExitCode::from(report.verdict.exit_code()))
+    println!("verdict: {}", report.verdict_line());
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+/// The baseline `--baseline` names, read.
+fn known(args: &CampaignArgs) -> anyhow::Result<Option<Baseline>> {
+    let Some(path) = &args.baseline else {
+        return Ok(None);
+    };
+    let baseline = Baseline::load(path).context("--baseline")?;
+    if baseline.left_out > 0 {
+        eprintln!(
+            "rlsgate: warning: the baseline's report counted {} violations beyond those it keeps in full; they are not in the baseline and count as new",
+            baseline.left_out
+        );
+    }
+    Ok(Some(baseline))
+}
+
+fn baseline(from: &Path, out: &Path) -> anyhow::Result<ExitCode> {
+    if from == out {
+        anyhow::bail!(
+            "--out {} is the --from file itself: name another file",
+            out.display()
+        );
+    }
+    let mut baseline = Baseline::load(from).context("--from")?;
+    baseline.file.clear();
+    std::fs::write(out, baseline.to_json())
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "wrote {} ({} findings)",
+        out.display(),
+        baseline.findings.len()
+    );
+    if baseline.left_out > 0 {
+        eprintln!(
+            "rlsgate: warning: the report counted {} violations beyond those it keeps in full; they are not in the baseline and will count as new",
+            baseline.left_out
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn bench(backend: Option<String>, out: &Path, tiny: bool) -> anyhow::Result<ExitCode> {

@@ -38,7 +38,9 @@ use crate::catalog::{self, Relation};
 use crate::error::{Error, Result};
 use crate::invariants::{InvariantId, Ledger, no_runtime_login, runtime_lacks_ddl};
 use crate::provision::Server;
-use crate::report::{Performance, Placement, Report, StaticEvidence, TaskCounts, Verdict};
+use crate::report::{
+    Baseline, Performance, Placement, Report, StaticEvidence, TaskCounts, Verdict,
+};
 use crate::roles::Role;
 use crate::scratch::ScratchCopy;
 use crate::subject::Subject;
@@ -98,6 +100,8 @@ pub struct CampaignOptions {
     pub regressions: Option<&'static str>,
     /// How progress is shown on stderr.
     pub progress: Progress,
+    /// The findings known already (`--baseline`): reported, not failing the gate.
+    pub baseline: Option<Baseline>,
 }
 
 impl Default for CampaignOptions {
@@ -112,6 +116,7 @@ impl Default for CampaignOptions {
             pool_size: 4,
             regressions: None,
             progress: Progress::Off,
+            baseline: None,
         }
     }
 }
@@ -131,6 +136,8 @@ pub struct ProjectOptions {
     pub pool_size: usize,
     /// Print progress lines on stderr.
     pub progress: bool,
+    /// The findings known already (`--baseline`): reported, not failing the gate.
+    pub baseline: Option<Baseline>,
 }
 
 impl Default for ProjectOptions {
@@ -142,6 +149,7 @@ impl Default for ProjectOptions {
             max_shrink_time: Duration::from_secs(20),
             pool_size: 2,
             progress: false,
+            baseline: None,
         }
     }
 }
@@ -166,6 +174,8 @@ struct Prepared {
     ready: Duration,
     /// The findings the project accepts.
     accepted: Vec<crate::invariants::Acceptance>,
+    /// The findings known already.
+    baseline: Option<Baseline>,
     /// How the database is treated.
     placement: Placement,
     /// The scratch copy the target is, dropped when the run ends.
@@ -269,7 +279,8 @@ async fn walk<K: Kind>(p: &Prepared, mut kind: K) -> Result<Report> {
             .scope
             .clone()
             .map_or_else(Ledger::default, Ledger::scoped)
-            .accepting(p.accepted.clone()),
+            .accepting(p.accepted.clone())
+            .knowing(p.baseline.iter().flat_map(Baseline::known)),
         started: p.started,
     };
     kind.discover(&mut run).await?;
@@ -299,6 +310,7 @@ async fn walk<K: Kind>(p: &Prepared, mut kind: K) -> Result<Report> {
     report.performance.elapsed_ms = p.started.elapsed().as_millis() as u64;
     kind.finish(&mut report);
     report.problems = crate::report::problems(&report);
+    report.baseline = p.baseline.as_ref().map(|b| b.outcome(&run.ledger));
     Ok(report)
 }
 
@@ -384,5 +396,6 @@ fn report(p: &Prepared, server_version: String, evidence: StaticEvidence) -> Rep
         evidence,
         project: None,
         problems: Vec::new(),
+        baseline: None,
     }
 }

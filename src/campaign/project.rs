@@ -78,6 +78,9 @@ pub async fn check_project(
     if source.in_place {
         reproduce.push_str(" --in-place");
     }
+    if let Some(b) = &options.baseline {
+        reproduce.push_str(&format!(" --baseline {}", b.file));
+    }
     let prepared = Prepared {
         target: Target::Existing {
             oracle: database.oracle.clone(),
@@ -95,6 +98,7 @@ pub async fn check_project(
         started,
         ready,
         accepted: crate::project::acceptances(project),
+        baseline: options.baseline.clone(),
         placement: database.placement,
         scratch: database.scratch,
     };

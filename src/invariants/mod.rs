@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::truth::Truth;
+pub use finding::Finding;
 
 pub mod atomicity;
 pub mod context_hygiene;
@@ -31,6 +32,7 @@ pub mod dlq_completeness;
 pub mod durability;
 pub mod exactly_once;
 pub mod expected_outcome;
+pub mod finding;
 pub mod least_privilege;
 pub mod no_context_closed;
 pub mod rls_coverage;
@@ -296,6 +298,9 @@ pub struct Observation {
     /// For a violation the project accepts: its written reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted: Option<String>,
+    /// A violation the baseline knows (`--baseline`): reported, not counted against the gate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub known: bool,
 }
 
 impl Observation {
@@ -316,6 +321,7 @@ impl Observation {
             statement: None,
             undecided: None,
             accepted: None,
+            known: false,
         }
     }
 
@@ -480,6 +486,12 @@ pub struct Tally {
     /// The first notes, in full.
     #[serde(default)]
     pub note_samples: Vec<Observation>,
+    /// Violations the baseline knows (counted as checks, not as violations).
+    #[serde(default)]
+    pub known: u64,
+    /// The first known violations, in full.
+    #[serde(default)]
+    pub known_samples: Vec<Observation>,
 }
 
 impl Tally {
@@ -507,6 +519,9 @@ pub struct Ledger {
     /// What the project accepts, and how many violations each entry matched.
     #[serde(skip)]
     acceptances: Vec<(Acceptance, u64)>,
+    /// The findings of the baseline, and how many violations matched each.
+    #[serde(skip)]
+    known: BTreeMap<Finding, u64>,
 }
 
 impl Default for Ledger {
@@ -526,7 +541,20 @@ impl Ledger {
                 .collect(),
             decided: BTreeSet::new(),
             acceptances: Vec::new(),
+            known: BTreeMap::new(),
         }
+    }
+
+    /// The same ledger, counting the violations that are `known` findings (a baseline's) apart:
+    /// they are reported, and do not fail the gate.
+    pub fn knowing(mut self, known: impl IntoIterator<Item = Finding>) -> Self {
+        self.known = known.into_iter().map(|f| (f, 0)).collect();
+        self
+    }
+
+    /// The baseline's findings, each with how many violations matched it.
+    pub fn known_matches(&self) -> impl Iterator<Item = (&Finding, u64)> {
+        self.known.iter().map(|(f, n)| (f, *n))
     }
 
     /// The same ledger, accepting the violations `acceptances` match.
@@ -540,6 +568,7 @@ impl Ledger {
     pub fn fails(&self, observation: &Observation) -> bool {
         observation.status == Status::Violated
             && !self.acceptances.iter().any(|(a, _)| a.matches(observation))
+            && (self.known.is_empty() || !self.known.contains_key(&Finding::of(observation)))
     }
 
     /// The acceptances that matched no violation.
@@ -560,6 +589,13 @@ impl Ledger {
                     *n += 1;
                     reason.get_or_insert_with(|| a.reason.clone());
                 }
+            }
+            if reason.is_none()
+                && !self.known.is_empty()
+                && let Some(n) = self.known.get_mut(&Finding::of(&observation))
+            {
+                *n += 1;
+                observation.known = true;
             }
             observation.accepted = reason;
         }
@@ -585,6 +621,13 @@ impl Ledger {
             tally.accepted += 1;
             if tally.accepted_samples.len() < KEPT_PER_INVARIANT {
                 tally.accepted_samples.push(observation);
+            }
+            return;
+        }
+        if observation.known {
+            tally.known += 1;
+            if tally.known_samples.len() < KEPT_PER_INVARIANT {
+                tally.known_samples.push(observation);
             }
             return;
         }
@@ -632,6 +675,12 @@ impl Ledger {
             .range((invariant, relation.to_string(), String::new())..)
             .take_while(|(i, r, _)| *i == invariant && r == relation)
             .any(|(_, _, p)| p.starts_with(probe))
+    }
+
+    /// Whether exactly `probe` decided `invariant` (held or was violated) on `relation`.
+    pub fn decided_exactly(&self, invariant: InvariantId, relation: &str, probe: &str) -> bool {
+        self.decided
+            .contains(&(invariant, relation.to_string(), probe.to_string()))
     }
 
     /// The invariants violated so far.

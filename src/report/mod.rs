@@ -16,8 +16,10 @@ pub use crate::scratch::Placement;
 use crate::system::Outcome;
 use crate::workload::{Plan, TenantSpec, Workload, model, tenant_label};
 
+pub mod baseline;
 pub mod problem;
 
+pub use baseline::{Baseline, BaselineOutcome};
 pub use problem::{Problem, problems};
 
 /// The verdict of a run.
@@ -45,14 +47,32 @@ impl Verdict {
         }
     }
 
-    /// The process exit code: 0 pass, 1 fail or inconclusive, 130 interrupted.
+    /// The process exit code of the verdict: 0 pass, 1 fail (a new finding), 3 inconclusive,
+    /// 130 interrupted ([`Report::exit_code`] tells 4, nothing could be tested, apart).
     pub fn exit_code(self) -> u8 {
         match self {
-            Self::Pass => 0,
-            Self::Fail | Self::Inconclusive => 1,
-            Self::Interrupted => 130,
+            Self::Pass => exit::PASS,
+            Self::Fail => exit::FINDINGS,
+            Self::Inconclusive => exit::INCONCLUSIVE,
+            Self::Interrupted => exit::INTERRUPTED,
         }
     }
+}
+
+/// The exit codes of `rlsgate run` and `rlsgate check`, so CI can tell why a gate failed.
+pub mod exit {
+    /// Every invariant holds (violations a baseline knows or the project accepts aside).
+    pub const PASS: u8 = 0;
+    /// Some invariant is violated by a finding that is neither accepted nor known.
+    pub const FINDINGS: u8 = 1;
+    /// The harness failed (bad input included: a flag, a config, a URL, a baseline).
+    pub const HARNESS_ERROR: u8 = 2;
+    /// Nothing is violated, but some invariant could not be decided.
+    pub const INCONCLUSIVE: u8 = 3;
+    /// Nothing could be tested: every invariant is inconclusive, no check decided anything.
+    pub const NOTHING_TESTED: u8 = 4;
+    /// A signal stopped the run.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// One invariant's result.
@@ -83,6 +103,12 @@ pub struct InvariantResult {
     /// The first notes: what a reviewer should know that decides nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<Observation>,
+    /// How many violations the baseline knows (`--baseline`; not counted as violations).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub known_count: u64,
+    /// The first known violations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known: Vec<Observation>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -222,6 +248,10 @@ pub struct Report {
     /// from `invariants`, so a report written before this field existed renders them too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// What the run made of its baseline (`--baseline`): known and new findings, the baseline's
+    /// findings fixed or not checked. The verdict counts only new findings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineOutcome>,
 }
 
 impl Report {
@@ -252,7 +282,42 @@ impl Report {
             evidence: StaticEvidence::default(),
             project: None,
             problems: Vec::new(),
+            baseline: None,
         }
+    }
+
+    /// The process exit code ([`exit`]): the verdict's, and 4 when the verdict is inconclusive
+    /// and no invariant was decided at all.
+    pub fn exit_code(&self) -> u8 {
+        let untested = !self.invariants.is_empty()
+            && self
+                .invariants
+                .iter()
+                .all(|r| r.status == Status::Inconclusive);
+        if self.verdict == Verdict::Inconclusive && untested {
+            exit::NOTHING_TESTED
+        } else {
+            self.verdict.exit_code()
+        }
+    }
+
+    /// The verdict in words: the verdict, and what the baseline made of the findings.
+    pub fn verdict_line(&self) -> String {
+        let mut line = self.verdict.as_str().to_string();
+        if let Some(b) = &self.baseline {
+            line.push_str(&format!(
+                " ({} new, {} known from the baseline {}",
+                b.new_findings, b.known_findings, b.file
+            ));
+            if !b.fixed.is_empty() {
+                line.push_str(&format!(", {} fixed", b.fixed.len()));
+            }
+            line.push(')');
+        }
+        if self.exit_code() == exit::NOTHING_TESTED {
+            line.push_str(": nothing could be tested, every invariant is inconclusive");
+        }
+        line
     }
 
     /// The results of `ledger`, one per invariant, and the verdict they make.
@@ -271,6 +336,8 @@ impl Report {
                 accepted_count: t.accepted,
                 accepted: t.accepted_samples.clone(),
                 notes: t.note_samples.clone(),
+                known_count: t.known,
+                known: t.known_samples.clone(),
             })
             .collect();
         let verdict = if results.iter().any(|r| r.status == Status::Violated) {
