@@ -52,6 +52,7 @@ pub mod campaign;
 pub mod catalog;
 pub mod config;
 pub mod database;
+pub mod doctor;
 pub mod error;
 pub mod evidence;
 pub mod executor;

@@ -146,6 +146,26 @@ enum Command {
     },
     /// List the broken variants (negative controls): the name, then what it breaks.
     Variants,
+    /// Check the environment: Docker and the image, the local server binaries, which backend
+    /// `auto` would pick and why, the URLs (reached, who they log in as, the server's version),
+    /// the roles of an rlsgate.toml on that server, its migrations. Prints ok/warn/fail with
+    /// the fix, writes DIR/doctor.json (passwords masked) for bug reports, never writes to a
+    /// database. Exit 0 when nothing fails, 2 otherwise.
+    Doctor {
+        /// An rlsgate.toml (or a directory holding one) whose roles and migrations to check.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A superuser URL (default: RLSGATE_DATABASE_URL).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// The runtime's login URL (default: roles.runtime_url_env's variable, then
+        /// RLSGATE_RUNTIME_URL).
+        #[arg(long)]
+        runtime_url: Option<String>,
+        /// Where doctor.json goes.
+        #[arg(long, default_value = "target/rlsgate")]
+        out: PathBuf,
+    },
     /// Write a baseline from a report.json: its findings, sorted, each once, to check in and
     /// pass to `run`/`check --baseline` so the gate fails only on new findings.
     Baseline {
@@ -319,6 +339,19 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Command::Evidence { from, out } => evidence(&from, out.as_deref()),
             Command::Clean { database_url } => clean(database_url).await,
             Command::Baseline { from, out } => baseline(&from, &out),
+            Command::Doctor {
+                config,
+                database_url,
+                runtime_url,
+                out,
+            } => {
+                let options = rlsgate::doctor::DoctorOptions {
+                    config,
+                    database_url,
+                    runtime_url,
+                };
+                doctor(&options, &out).await
+            }
             Command::Variants => {
                 for v in Variant::ALL {
                     println!("{:<30} {}", v.name(), v.description());
@@ -522,6 +555,22 @@ fn known(args: &CampaignArgs) -> anyhow::Result<Option<Baseline>> {
         );
     }
     Ok(Some(baseline))
+}
+
+async fn doctor(options: &rlsgate::doctor::DoctorOptions, out: &Path) -> anyhow::Result<ExitCode> {
+    let settings = Settings::from_env()?;
+    let diagnosis = rlsgate::doctor::diagnose(&settings, options).await;
+    print!("{}", diagnosis.render());
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let path = out.join("doctor.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&diagnosis)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(ExitCode::from(if diagnosis.failed() {
+        rlsgate::report::exit::HARNESS_ERROR
+    } else {
+        0
+    }))
 }
 
 fn baseline(from: &Path, out: &Path) -> anyhow::Result<ExitCode> {

@@ -179,3 +179,115 @@ async fn an_existing_database_without_the_runtime_login_is_inconclusive_exit_3()
         "the static checks decided: {stdout}"
     );
 }
+
+/// `rlsgate doctor ARGS --out DIR` with `RLSGATE_BACKEND=local`: (exit code, stdout, doctor.json).
+fn doctor(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rlsgate"))
+        .arg("doctor")
+        .args(args)
+        .args(["--out", dir.to_str().unwrap()])
+        .env("RLSGATE_BACKEND", "local")
+        .env_remove("RLSGATE_DATABASE_URL")
+        .env_remove("RLSGATE_RUNTIME_URL")
+        .output()
+        .unwrap();
+    let json = std::fs::read_to_string(dir.join("doctor.json")).unwrap_or_default();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        json,
+    )
+}
+
+#[test]
+fn doctor_on_this_machine_finds_the_local_backend_and_fails_a_bad_url_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, json) = doctor(&["--config", &example("saas")], dir.path());
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("ok   local "), "{stdout}");
+    assert!(
+        stdout.contains("ok   backend       local would run"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok   migrations    6 migration(s) from") && stdout.contains("(rlsgate)"),
+        "{stdout}"
+    );
+    let diagnosis: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(diagnosis["backend"], "local");
+
+    let (code, stdout, json) = doctor(
+        &[
+            "--database-url",
+            "postgres://postgres:s3cret-pw@127.0.0.1:1/app",
+            "--runtime-url",
+            "not a url",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 2, "a failing check exits 2: {stdout}");
+    assert!(
+        stdout.contains(
+            "fail database-url  cannot log in at postgres://postgres:***@127.0.0.1:1/app"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("fix: check the host, port"), "{stdout}");
+    assert!(
+        stdout.contains("fail runtime-url   the runtime URL is not a valid PostgreSQL URL"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("s3cret-pw") && !json.contains("s3cret-pw"),
+        "no password is printed or written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_fails_a_runtime_role_that_does_not_exist_and_one_the_url_does_not_log_in_as() {
+    let server = crate::support::shared_server().await;
+    let url = server.url(server.superuser_login(), "postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::existing::CONFIG.replace("ledger_app", "no_such_runtime_role");
+    std::fs::write(dir.path().join("rlsgate.toml"), config).unwrap();
+    let config = dir.path().to_str().unwrap().to_string();
+    let out = dir.path().join("out");
+    let (code, stdout, json) = tokio::task::spawn_blocking(move || {
+        // The superuser's URL as the runtime's: it logs in, as the wrong role.
+        doctor(
+            &[
+                "--config",
+                &config,
+                "--database-url",
+                &url,
+                "--runtime-url",
+                &url,
+            ],
+            &out,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 2, "{stdout}");
+    assert!(
+        stdout.contains("fail role runtime  no_such_runtime_role does not exist on this server"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("correct roles.runtime in rlsgate.toml"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("logs in as a superuser; PostgreSQL"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("not the runtime role no_such_runtime_role"),
+        "{stdout}"
+    );
+    let password = &server.superuser_login().password;
+    assert!(
+        !password.is_empty() && !json.contains(password.as_str()),
+        "{json}"
+    );
+}
