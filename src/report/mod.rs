@@ -460,3 +460,64 @@ pub fn transcript(plan: &Plan, history: &History, violations: &[Observation]) ->
 pub fn one_line(sql: &str) -> String {
     sql.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invariants::{InvariantId as I, PROBED, Undecided, no_runtime_login};
+
+    fn report(ledger: &Ledger) -> Report {
+        let mut report = Report::interrupted("project", String::new());
+        (report.verdict, report.invariants) = Report::results(ledger);
+        report
+    }
+
+    #[test]
+    fn exit_codes_tell_pass_findings_inconclusive_and_nothing_tested_apart() {
+        let mut ledger = Ledger::scoped([I::TenantIsolation, I::RlsCoverage]);
+        ledger.record(Observation::holds(I::RlsCoverage, "catalog:relrowsecurity"));
+        ledger.record(Observation::holds(I::TenantIsolation, "READ"));
+        assert_eq!(report(&ledger).exit_code(), exit::PASS);
+
+        // Some invariant undecided, something decided: inconclusive, 3.
+        let mut ledger = Ledger::scoped([I::TenantIsolation, I::RlsCoverage]);
+        ledger.record(Observation::holds(I::RlsCoverage, "catalog:relrowsecurity"));
+        ledger.record_all(no_runtime_login("--runtime-url"));
+        let r = report(&ledger);
+        assert_eq!(r.verdict, Verdict::Inconclusive);
+        assert_eq!(r.exit_code(), exit::INCONCLUSIVE);
+        assert!(!r.verdict_line().contains("nothing could be tested"));
+
+        // No check decided anything: 4.
+        let mut ledger = Ledger::scoped(PROBED);
+        ledger.record_all(no_runtime_login("--runtime-url"));
+        let r = report(&ledger);
+        assert_eq!(r.exit_code(), exit::NOTHING_TESTED);
+        assert!(
+            r.verdict_line().contains("nothing could be tested"),
+            "{}",
+            r.verdict_line()
+        );
+        // An invariant never checked at all counts as undecided too.
+        assert_eq!(
+            report(&Ledger::scoped([I::RlsCoverage])).exit_code(),
+            exit::NOTHING_TESTED
+        );
+
+        // A violation wins over everything undecided: 1.
+        ledger.record(Observation::violated(I::TenantIsolation, "READ", "rows").on("t"));
+        assert_eq!(report(&ledger).exit_code(), exit::FINDINGS);
+        ledger.record(Observation::inconclusive(
+            I::WriteCheck,
+            Undecided::Bypass,
+            "INS",
+            "b",
+        ));
+        assert_eq!(report(&ledger).exit_code(), exit::FINDINGS);
+
+        assert_eq!(
+            Report::interrupted("run", String::new()).exit_code(),
+            exit::INTERRUPTED
+        );
+    }
+}

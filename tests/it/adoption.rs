@@ -291,3 +291,21 @@ async fn doctor_fails_a_runtime_role_that_does_not_exist_and_one_the_url_does_no
         "{json}"
     );
 }
+
+#[test]
+fn help_documents_the_exit_codes() {
+    for args in [&["--help"][..], &["check", "--help"], &["run", "--help"]] {
+        let (code, stdout, _) = rlsgate(args);
+        assert_eq!(code, 0);
+        for line in [
+            "0    pass",
+            "1    findings",
+            "2    harness error",
+            "3    inconclusive",
+            "4    nothing could be tested",
+            "130  interrupted",
+        ] {
+            assert!(stdout.contains(line), "{args:?}: {stdout}");
+        }
+    }
+}
