@@ -449,9 +449,15 @@ async fn runtime(url: &str, role: &str, checks: &mut Vec<Check>) {
                 "{} logs in as {user}, not the runtime role {role}",
                 target.redacted()
             ),
-            Some(format!(
-                "give the URL the application logs in with, as {role} (or correct roles.runtime)"
-            )),
+            Some(if role == crate::roles::APP_USER {
+                format!(
+                    "give the URL the application logs in with, as {role} (the reference schema's runtime; for a project, add --config rlsgate.toml)"
+                )
+            } else {
+                format!(
+                    "give the URL the application logs in with, as {role} (or correct roles.runtime)"
+                )
+            }),
         ));
         return;
     }
