@@ -41,6 +41,28 @@ impl Finding {
     }
 }
 
+/// A finding with one violation's detail as a run saw it (for the reader; never matched): an
+/// entry of a baseline, and of a report's distinct findings.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Entry {
+    /// The finding's identity.
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// One violation's detail, as a run saw it.
+    #[serde(default)]
+    pub detail: String,
+}
+
+impl Entry {
+    /// The entry of violation `observation`.
+    pub fn of(observation: &Observation) -> Self {
+        Self {
+            finding: Finding::of(observation),
+            detail: observation.detail.clone(),
+        }
+    }
+}
+
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} [{}]", self.invariant, self.probe)?;
@@ -76,12 +98,18 @@ static VALUES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     .collect()
 });
 
-/// rlsgate's tenant labels (`tenant A`, `tenant T27`) and counts: every number that stands
-/// alone (not part of an identifier such as `events_2025`).
-static LABELS_AND_COUNTS: LazyLock<[(Regex, &'static str); 2]> = LazyLock::new(|| {
+/// Which tenant a finding is about (rlsgate's labels `tenant A`, `tenant T27`, a tenant id, or
+/// `another tenant (ID)` when the row found belongs to a tenant of the data), then counts:
+/// every number that stands alone (not part of an identifier such as `events_2025`).
+static TENANTS_AND_COUNTS: LazyLock<[(Regex, &'static str); 3]> = LazyLock::new(|| {
     [
         (
-            Regex::new(r"\b(tenants?) ([A-Z]|T\d+)\b").expect("a valid regex"),
+            Regex::new(r"\banother tenant \([^)]*\)").expect("a valid regex"),
+            "tenant [t]",
+        ),
+        (
+            Regex::new(r"\b(tenants?) (\[uuid\]|\[tenant\]|[A-Z]\b|T\d+\b)")
+                .expect("a valid regex"),
             "$1 [t]",
         ),
         (
@@ -101,11 +129,11 @@ fn mask_values(text: &str) -> String {
     out
 }
 
-/// The kind of a finding's `detail`: the values a run chooses masked, tenant labels and every
-/// count too, whitespace collapsed.
+/// The kind of a finding's `detail`: the values a run chooses masked, which tenant it is about
+/// and every count too, whitespace collapsed.
 pub fn kind_of(detail: &str) -> String {
     let mut out = mask_values(detail);
-    for (re, with) in LABELS_AND_COUNTS.iter() {
+    for (re, with) in TENANTS_AND_COUNTS.iter() {
         out = re.replace_all(&out, *with).into_owned();
     }
     out.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -127,7 +155,14 @@ mod tests {
             kind_of(
                 "row 9e84f421-176d-5f16-b9ab-0c6833a74561 of tenant rlsgate-0a1b2c3d-b in public.events_2025 at 2026-11-28 12:00:01+00"
             ),
-            "row [uuid] of tenant [tenant] in public.events_2025 at [time]"
+            "row [uuid] of tenant [t] in public.events_2025 at [time]"
+        );
+        assert_eq!(
+            kind_of(
+                "in tenant A's context, insert a row for another tenant (9e84f421-176d-5f16-b9ab-0c6833a74561): let through"
+            ),
+            kind_of("in tenant B's context, insert a row for tenant C: let through"),
+            "which tenant's row it was is no part of the finding"
         );
         assert_eq!(
             kind_of(

@@ -492,6 +492,23 @@ pub struct Tally {
     /// The first known violations, in full.
     #[serde(default)]
     pub known_samples: Vec<Observation>,
+    /// Every distinct finding among the violations, new and known (accepted ones aside), each
+    /// once with the first detail seen: what a baseline of the run holds.
+    #[serde(default)]
+    pub findings: Vec<finding::Entry>,
+}
+
+impl Tally {
+    /// Count `observation`'s finding among the distinct ones.
+    fn found(&mut self, observation: &Observation) {
+        let finding = Finding::of(observation);
+        if !self.findings.iter().any(|e| e.finding == finding) {
+            self.findings.push(finding::Entry {
+                finding,
+                detail: observation.detail.clone(),
+            });
+        }
+    }
 }
 
 impl Tally {
@@ -623,6 +640,9 @@ impl Ledger {
                 tally.accepted_samples.push(observation);
             }
             return;
+        }
+        if observation.status == Status::Violated {
+            tally.found(&observation);
         }
         if observation.known {
             tally.known += 1;

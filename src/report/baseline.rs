@@ -14,22 +14,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::invariants::{Finding, Ledger, Observation, Status};
+use crate::invariants::{Finding, Ledger, Status};
 use crate::report::Report;
 
 /// The version of the baseline file's format.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// One finding of a baseline, with a detail as it was seen (for the reader; never matched).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Entry {
-    /// The finding's identity.
-    #[serde(flatten)]
-    pub finding: Finding,
-    /// One violation's detail, as a run saw it.
-    #[serde(default)]
-    pub detail: String,
-}
+pub use crate::invariants::finding::Entry;
 
 /// The findings a baseline knows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,9 +58,10 @@ pub struct BaselineOutcome {
 }
 
 impl Baseline {
-    /// The baseline of `report`: every violation it keeps in full (an accepted one is accepted
-    /// already; a known one stays known), each finding once. Violations counted beyond those
-    /// kept in full are counted in [`Baseline::left_out`].
+    /// The baseline of `report`: every distinct finding among its violations (an accepted one
+    /// is accepted already; a known one stays known), each once. A report written before it
+    /// listed its distinct findings gives those of the violations it keeps in full, and counts
+    /// the others in [`Baseline::left_out`].
     ///
     /// # Errors
     /// A config error when the report decided nothing (an interrupted run).
@@ -83,10 +75,13 @@ impl Baseline {
         let mut findings: Vec<Entry> = Vec::new();
         let mut left_out = 0;
         for r in &report.invariants {
+            findings.extend(r.findings.iter().cloned());
             let kept = r.violations.iter().chain(&r.known);
-            findings.extend(kept.filter(|o| o.status == Status::Violated).map(entry));
-            left_out += r.violation_count.saturating_sub(r.violations.len() as u64)
-                + r.known_count.saturating_sub(r.known.len() as u64);
+            findings.extend(kept.filter(|o| o.status == Status::Violated).map(Entry::of));
+            if r.findings.is_empty() {
+                left_out += r.violation_count.saturating_sub(r.violations.len() as u64)
+                    + r.known_count.saturating_sub(r.known.len() as u64);
+            }
         }
         findings.sort();
         findings.dedup_by(|a, b| a.finding == b.finding);
@@ -173,14 +168,6 @@ impl Baseline {
     }
 }
 
-/// The baseline entry of violation `o`.
-fn entry(o: &Observation) -> Entry {
-    Entry {
-        finding: Finding::of(o),
-        detail: o.detail.clone(),
-    }
-}
-
 /// Whether the check that found `finding` decided again: its probe on its object held or was
 /// violated (an object-less finding: its invariant was checked with nothing inconclusive).
 fn decided_again(finding: &Finding, ledger: &Ledger) -> bool {
@@ -196,7 +183,7 @@ fn decided_again(finding: &Finding, ledger: &Ledger) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::invariants::{InvariantId as I, Undecided};
+    use crate::invariants::{InvariantId as I, KEPT_PER_INVARIANT, Observation, Undecided};
 
     fn read(tenant: &str, relation: &str) -> Observation {
         Observation::violated(
@@ -289,6 +276,21 @@ mod tests {
             ["public.members"],
             "inconclusive is not fixed"
         );
+    }
+
+    #[test]
+    fn a_baseline_holds_every_distinct_finding_beyond_those_kept_in_full() {
+        // The same finding many times first, then others: the samples hold only the first.
+        let mut seen: Vec<Observation> = (0..KEPT_PER_INVARIANT + 5)
+            .map(|_| read("A", "public.tasks"))
+            .collect();
+        seen.extend(["public.a", "public.b"].map(|r| read("B", r)));
+        let b = baseline(&seen);
+        assert_eq!(b.left_out, 0);
+        assert_eq!(b.findings.len(), 3, "{:?}", b.findings);
+        let mut ledger = Ledger::scoped([I::TenantIsolation]).knowing(b.known());
+        ledger.record_all(seen);
+        assert_eq!(Report::results(&ledger).0, crate::report::Verdict::Pass);
     }
 
     #[test]

@@ -109,6 +109,11 @@ pub struct InvariantResult {
     /// The first known violations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub known: Vec<Observation>,
+    /// Every distinct finding among the violations (new and known), each once with a detail
+    /// as seen: what a baseline made from this report holds, however many violations there
+    /// were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<crate::invariants::finding::Entry>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -338,6 +343,7 @@ impl Report {
                 notes: t.note_samples.clone(),
                 known_count: t.known,
                 known: t.known_samples.clone(),
+                findings: t.findings.clone(),
             })
             .collect();
         let verdict = if results.iter().any(|r| r.status == Status::Violated) {
