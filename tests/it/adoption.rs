@@ -309,3 +309,43 @@ fn help_documents_the_exit_codes() {
         }
     }
 }
+
+#[test]
+fn a_broken_variants_campaign_baselined_passes_under_another_seed() {
+    // The property goes on past known violations, and a finding is the same whichever tenant
+    // or case it shows in: another seed's workloads find the same flaw, known.
+    let dir = tempfile::tempdir().unwrap();
+    let run = |seed: &str, out: &str, baseline: Option<&Path>| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "run",
+            "--variant",
+            "with-check-true",
+            "--cases",
+            "4",
+            "--seed",
+            seed,
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        if let Some(b) = baseline {
+            args.extend(["--baseline".into(), b.to_str().unwrap().into()]);
+        }
+        rlsgate(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (code, stdout, err) = run("1", "first", None);
+    assert_eq!(code, 1, "{stdout}\n{err}");
+    let first = dir.path().join("first/report.json");
+    let (code, stdout, err) = run("7", "again", Some(&first));
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    assert!(stdout.contains("verdict: pass (0 new, "), "{stdout}");
+    let report = json(&dir.path().join("again/report.json"));
+    assert!(report["baseline"]["known_findings"].as_u64().unwrap() > 0);
+    assert!(
+        report["counterexample"].is_null(),
+        "no new failure to shrink"
+    );
+}
