@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The top-level modules, lowest layer first: a module may use only the modules before it.
-const LAYERS: [&str; 31] = [
+const LAYERS: [&str; 32] = [
     "error",
     "advisories",
     "sql",
@@ -37,6 +37,7 @@ const LAYERS: [&str; 31] = [
     "check",
     "setup",
     "bench",
+    "doctor",
     "architecture",
 ];
 

@@ -121,6 +121,14 @@ impl Project {
         self
     }
 
+    /// Findings known already ([`Baseline`](crate::report::Baseline), `--baseline`): listed as
+    /// known, not failing the gate; only new ones do.
+    #[must_use]
+    pub fn baseline(mut self, baseline: crate::report::Baseline) -> Self {
+        self.options.baseline = Some(baseline);
+        self
+    }
+
     /// Print progress lines on stderr.
     #[must_use]
     pub fn progress(mut self, progress: bool) -> Self {

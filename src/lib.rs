@@ -70,6 +70,7 @@ pub mod catalog;
 pub mod check;
 pub mod config;
 pub mod database;
+pub mod doctor;
 pub mod error;
 pub mod evidence;
 pub mod executor;

@@ -8,18 +8,28 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use rlsgate::campaign::{self, CampaignOptions, Progress};
-use rlsgate::report::{Report, Shard, Verdict};
+use rlsgate::report::{Baseline, Report, Shard, Verdict};
 use rlsgate::system::Variant;
 use rlsgate::{BackendChoice, Settings};
 
 /// Prove that a multi-tenant PostgreSQL persistence layer keeps tenants apart, records every
 /// failure, and runs with least privilege.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// The exit codes of `run` and `check`, for `--help`.
+const EXIT_CODES: &str = "Exit codes of run and check:
+  0    pass: every invariant holds (findings a --baseline knows or [[accept]] accepts aside)
+  1    findings: some invariant is violated by a finding that is new (not accepted, not known)
+  2    harness error: rlsgate could not run (a bad flag, config, URL or baseline included)
+  3    inconclusive: nothing violated, but some invariant could not be decided
+  4    nothing could be tested: every invariant is inconclusive
+  130  interrupted by SIGINT or SIGTERM
+doctor exits 0 when no check fails, 2 otherwise.";
 
 /// Options of a campaign, shared by `run` and `check`.
 #[derive(Args, Debug, Clone)]
@@ -41,6 +51,10 @@ struct CampaignArgs {
     /// relation, and runtime.sql), for pg_prove or supabase test db.
     #[arg(long, value_name = "DIR")]
     emit_pgtap: Option<PathBuf>,
+    /// Findings known already: a report.json of an earlier run, or a file `rlsgate baseline`
+    /// wrote. Its findings are listed as known and do not fail the gate; only new ones do.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
 }
 
 fn parse_shard(s: &str) -> Result<Shard, String> {
@@ -51,8 +65,9 @@ fn parse_shard(s: &str) -> Result<Shard, String> {
 enum Command {
     /// Run a property-based campaign against the built-in system (optionally with broken
     /// variants): random multi-tenant workloads with faults, every invariant checked after each
-    /// case. Exit 0 when every invariant holds, 1 when one is violated or inconclusive, 2 when
-    /// the harness failed.
+    /// case. Exit 0 when every invariant holds, 1 on a (new) finding, 2 when the harness
+    /// failed, 3 when something is inconclusive, 4 when nothing could be tested (see below).
+    #[command(after_help = EXIT_CODES)]
     Run {
         /// auto, container, local or external (default: RLSGATE_BACKEND, else auto).
         #[arg(long)]
@@ -76,6 +91,7 @@ enum Command {
     /// makes it). An existing database is checked on a scratch copy (CREATE DATABASE ...
     /// TEMPLATE, dropped afterwards) and never written; --in-place checks it itself with probes
     /// that roll back. Exit codes as `run`.
+    #[command(after_help = EXIT_CODES)]
     Check {
         /// The project's rlsgate.toml (or a directory holding one); docs/project.md.
         #[arg(long)]
@@ -157,6 +173,36 @@ enum Command {
         #[arg(long)]
         partial: bool,
     },
+    /// Check the environment: Docker and the image, the local server binaries, which backend
+    /// `auto` would pick and why, the URLs (reached, who they log in as, the server's version),
+    /// the roles of an rlsgate.toml on that server, its migrations. Prints ok/warn/fail with
+    /// the fix, writes DIR/doctor.json (passwords masked) for bug reports, never writes to a
+    /// database. Exit 0 when nothing fails, 2 otherwise.
+    Doctor {
+        /// An rlsgate.toml (or a directory holding one) whose roles and migrations to check.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A superuser URL (default: RLSGATE_DATABASE_URL).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// The runtime's login URL (default: roles.runtime_url_env's variable, then
+        /// RLSGATE_RUNTIME_URL).
+        #[arg(long)]
+        runtime_url: Option<String>,
+        /// Where doctor.json goes.
+        #[arg(long, default_value = "target/rlsgate")]
+        out: PathBuf,
+    },
+    /// Write a baseline from a report.json: its findings, sorted, each once, to check in and
+    /// pass to `run`/`check --baseline` so the gate fails only on new findings.
+    Baseline {
+        /// The report.json of a run or check.
+        #[arg(long)]
+        from: PathBuf,
+        /// The baseline file to write.
+        #[arg(long, default_value = "rlsgate-baseline.json")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -200,7 +246,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rlsgate: error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(rlsgate::report::exit::HARNESS_ERROR)
         }
     }
 }
@@ -320,6 +366,20 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Command::Evidence { from, out } => evidence(&from, out.as_deref()),
             Command::Clean { database_url } => clean(database_url).await,
             Command::Merge { dirs, out, partial } => merge(&dirs, &out, partial),
+            Command::Baseline { from, out } => baseline(&from, &out),
+            Command::Doctor {
+                config,
+                database_url,
+                runtime_url,
+                out,
+            } => {
+                let options = rlsgate::doctor::DoctorOptions {
+                    config,
+                    database_url,
+                    runtime_url,
+                };
+                doctor(&options, &out).await
+            }
             Command::Variants => {
                 for v in Variant::ALL {
                     println!("{:<30} {}", v.name(), v.description());
@@ -367,6 +427,7 @@ fn options(args: &CampaignArgs, variants: &[String]) -> anyhow::Result<CampaignO
             Progress::Lines
         },
         shard: args.shard,
+        baseline: known(args)?,
         ..CampaignOptions::default()
     })
 }
@@ -420,6 +481,9 @@ async fn check_project(
     }
     if let Some(shard) = args.shard {
         project = project.shard(shard);
+    }
+    if let Some(baseline) = known(&args)? {
+        project = project.baseline(baseline);
     }
     eprintln!(
         "rlsgate: checking the project of {} ({} DML sequences, seed {})",
@@ -479,8 +543,64 @@ fn finish(report: &Report, out: &Path, pgtap: Option<&Path>) -> anyhow::Result<E
         println!("wrote {}", path.display());
     }
     println!("reproduce: {}", report.reproduce);
-    println!("verdict: {}", report.verdict.as_str());
-    Ok(ExitCode::from(report.verdict.exit_code()))
+    println!("verdict: {}", report.verdict_line());
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+/// The baseline `--baseline` names, read.
+fn known(args: &CampaignArgs) -> anyhow::Result<Option<Baseline>> {
+    let Some(path) = &args.baseline else {
+        return Ok(None);
+    };
+    let baseline = Baseline::load(path).context("--baseline")?;
+    if baseline.left_out > 0 {
+        eprintln!(
+            "rlsgate: warning: the baseline's report counted {} violations beyond those it keeps in full; they are not in the baseline and count as new",
+            baseline.left_out
+        );
+    }
+    Ok(Some(baseline))
+}
+
+async fn doctor(options: &rlsgate::doctor::DoctorOptions, out: &Path) -> anyhow::Result<ExitCode> {
+    let settings = Settings::from_env()?;
+    let diagnosis = rlsgate::doctor::diagnose(&settings, options).await;
+    print!("{}", diagnosis.render());
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let path = out.join("doctor.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&diagnosis)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(ExitCode::from(if diagnosis.failed() {
+        rlsgate::report::exit::HARNESS_ERROR
+    } else {
+        0
+    }))
+}
+
+fn baseline(from: &Path, out: &Path) -> anyhow::Result<ExitCode> {
+    if from == out {
+        anyhow::bail!(
+            "--out {} is the --from file itself: name another file",
+            out.display()
+        );
+    }
+    let mut baseline = Baseline::load(from).context("--from")?;
+    baseline.file.clear();
+    std::fs::write(out, baseline.to_json())
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "wrote {} ({} findings)",
+        out.display(),
+        baseline.findings.len()
+    );
+    if baseline.left_out > 0 {
+        eprintln!(
+            "rlsgate: warning: the report counted {} violations beyond those it keeps in full; they are not in the baseline and will count as new",
+            baseline.left_out
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn bench(backend: Option<String>, out: &Path, tiny: bool) -> anyhow::Result<ExitCode> {

@@ -38,7 +38,9 @@ use crate::catalog::{self, Relation};
 use crate::error::{Error, Result};
 use crate::invariants::{InvariantId, Ledger, no_runtime_login, runtime_lacks_ddl};
 use crate::provision::Server;
-use crate::report::{Performance, Placement, Report, Shard, StaticEvidence, TaskCounts, Verdict};
+use crate::report::{
+    Baseline, Performance, Placement, Report, Shard, StaticEvidence, TaskCounts, Verdict,
+};
 use crate::roles::Role;
 use crate::scratch::ScratchCopy;
 use crate::subject::Subject;
@@ -100,6 +102,8 @@ pub struct CampaignOptions {
     pub progress: Progress,
     /// Run only this shard of the cases (`--shard K/N`; `None`: all of them).
     pub shard: Option<Shard>,
+    /// The findings known already (`--baseline`): reported, not failing the gate.
+    pub baseline: Option<Baseline>,
 }
 
 impl Default for CampaignOptions {
@@ -115,6 +119,7 @@ impl Default for CampaignOptions {
             regressions: None,
             progress: Progress::Off,
             shard: None,
+            baseline: None,
         }
     }
 }
@@ -136,6 +141,8 @@ pub struct ProjectOptions {
     pub progress: bool,
     /// Run only this shard of the DML sequences (`--shard K/N`; `None`: all of them).
     pub shard: Option<Shard>,
+    /// The findings known already (`--baseline`): reported, not failing the gate.
+    pub baseline: Option<Baseline>,
 }
 
 impl Default for ProjectOptions {
@@ -148,6 +155,7 @@ impl Default for ProjectOptions {
             pool_size: 2,
             progress: false,
             shard: None,
+            baseline: None,
         }
     }
 }
@@ -172,6 +180,8 @@ struct Prepared {
     ready: Duration,
     /// The findings the project accepts.
     accepted: Vec<crate::invariants::Acceptance>,
+    /// The findings known already.
+    baseline: Option<Baseline>,
     /// How the database is treated.
     placement: Placement,
     /// The scratch copy the target is, dropped when the run ends.
@@ -275,7 +285,8 @@ async fn walk<K: Kind>(p: &Prepared, mut kind: K) -> Result<Report> {
             .scope
             .clone()
             .map_or_else(Ledger::default, Ledger::scoped)
-            .accepting(p.accepted.clone()),
+            .accepting(p.accepted.clone())
+            .knowing(p.baseline.iter().flat_map(Baseline::known)),
         started: p.started,
     };
     kind.discover(&mut run).await?;
@@ -306,6 +317,7 @@ async fn walk<K: Kind>(p: &Prepared, mut kind: K) -> Result<Report> {
     report.performance.elapsed_ms = p.started.elapsed().as_millis() as u64;
     kind.finish(&mut report);
     report.problems = crate::report::problems(&report);
+    report.baseline = p.baseline.as_ref().map(|b| b.outcome(&run.ledger));
     Ok(report)
 }
 
@@ -412,5 +424,6 @@ fn report(p: &Prepared, server_version: String, evidence: StaticEvidence) -> Rep
         problems: Vec::new(),
         shards: None,
         access: Default::default(),
+        baseline: None,
     }
 }

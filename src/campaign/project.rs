@@ -82,6 +82,9 @@ pub async fn check_project(
         reproduce.push_str(" --in-place");
     }
     reproduce.push_str(&shard_flag);
+    if let Some(b) = &options.baseline {
+        reproduce.push_str(&format!(" --baseline {}", b.file));
+    }
     let prepared = Prepared {
         target: Target::Existing {
             oracle: database.oracle.clone(),
@@ -99,6 +102,7 @@ pub async fn check_project(
         started,
         ready,
         accepted: crate::project::acceptances(project),
+        baseline: options.baseline.clone(),
         placement: database.placement,
         scratch: database.scratch,
     };

@@ -144,6 +144,9 @@ fn prepared(
     if mode == "check" {
         reproduce.push_str(" --database-url URL --runtime-url URL");
     }
+    if let Some(b) = &options.baseline {
+        reproduce.push_str(&format!(" --baseline {}", b.file));
+    }
     Prepared {
         target,
         subject: Subject::reference(),
@@ -158,6 +161,7 @@ fn prepared(
         started,
         ready,
         accepted: Vec::new(),
+        baseline: options.baseline.clone(),
         placement: Placement::Built,
         scratch: None,
     }

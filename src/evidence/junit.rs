@@ -25,6 +25,15 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// The known findings of `r`, one line each, with how many in all.
+fn known_lines(r: &crate::report::InvariantResult) -> String {
+    let mut lines = format!("{} known from the baseline:\n", r.known_count);
+    for o in &r.known {
+        let _ = writeln!(lines, "- known: {o}");
+    }
+    lines
+}
+
 /// Render `report` as JUnit XML.
 pub fn render(report: &Report) -> String {
     let failing = report
@@ -37,6 +46,11 @@ pub fn render(report: &Report) -> String {
     let verdict_case = report.verdict != Verdict::Pass && failing == 0;
     let failures = failing + usize::from(verdict_case);
     let tests = report.invariants.len() + usize::from(verdict_case);
+    let skipped = report
+        .invariants
+        .iter()
+        .filter(|r| r.status == Status::Holds && r.known_count > 0)
+        .count();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
@@ -44,7 +58,7 @@ pub fn render(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "  <testsuite name=\"rlsgate {} seed {}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\">",
+        "  <testsuite name=\"rlsgate {} seed {}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">",
         escape(&report.mode),
         report.seed,
     );
@@ -63,6 +77,19 @@ pub fn render(report: &Report) -> String {
             r.id.id(),
             r.checks
         );
+        if r.status == Status::Holds && r.known_count > 0 {
+            // Known findings pass the gate, but never as a green case without a trace.
+            let _ = writeln!(
+                out,
+                ">\n      <skipped message=\"{}\">{}</skipped>\n    </testcase>",
+                escape(&format!(
+                    "{} known finding(s) from the baseline: not failing the gate",
+                    r.known_count
+                )),
+                escape(&redact(&known_lines(r)))
+            );
+            continue;
+        }
         if r.status == Status::Holds {
             if r.accepted.is_empty() {
                 out.push_str("/>\n");
@@ -106,6 +133,9 @@ pub fn render(report: &Report) -> String {
             && r.status == Status::Violated
         {
             let _ = write!(body, "\nminimal counterexample:\n{}", c.transcript);
+        }
+        if r.known_count > 0 {
+            let _ = write!(body, "\n{}", known_lines(r));
         }
         let _ = write!(body, "\nreproduce: {}\n", report.reproduce);
         let first = samples.first().map(|o| o.to_string()).unwrap_or_default();

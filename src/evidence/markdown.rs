@@ -38,6 +38,17 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
     );
     let _ = writeln!(out, "| | |\n|---|---|");
     let _ = writeln!(out, "| verdict | **{}** |", report.verdict.as_str());
+    if let Some(b) = &report.baseline {
+        let _ = writeln!(
+            out,
+            "| baseline | `{}`: {} new, {} known, {} fixed, {} not checked again |",
+            b.file,
+            b.new_findings,
+            b.known_findings,
+            b.fixed.len(),
+            b.unchecked.len()
+        );
+    }
     let _ = writeln!(out, "| backend | {} |", report.backend);
     let _ = writeln!(out, "| server | {} |", redact(&report.server_version));
     for advisory in &report.advisories {
@@ -79,6 +90,7 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
     }
 
     out.push_str(&problems(report));
+    out.push_str(&crate::evidence::baseline::section(report));
 
     let _ = writeln!(out, "## 1. Hypotheses\n");
     for r in &report.invariants {
@@ -91,6 +103,13 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
             r.violation_count,
             r.inconclusive_count
         );
+        if r.known_count > 0 {
+            let _ = writeln!(
+                out,
+                "Known from the baseline (they do not fail the gate; see \"Known findings\"): {}.",
+                r.known_count
+            );
+        }
         let shown: Vec<_> = r.violations.iter().chain(&r.inconclusive).take(3).collect();
         if !shown.is_empty() {
             out.push_str("\n```\n");

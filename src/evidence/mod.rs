@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::report::Report;
 
+pub mod baseline;
 pub mod junit;
 pub mod markdown;
 pub mod matrix;

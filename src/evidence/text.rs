@@ -39,8 +39,9 @@ pub fn identity(identity: &RuntimeIdentity) -> String {
 /// What the CLI prints at the end of a run: the verdict, the problems (one line each, most
 /// severe first) and what could not be decided, then the invariant table ([`invariants`]).
 pub fn verdicts(report: &Report) -> String {
-    let mut out = format!("verdict: {}\n", report.verdict.as_str());
+    let mut out = format!("verdict: {}\n", report.verdict_line());
     out.push_str(&problems(report));
+    out.push_str(&crate::evidence::baseline::summary(report));
     out.push_str(&undecided(report));
     out.push_str(&invariant_table(report));
     redact(&out)
@@ -51,7 +52,7 @@ pub fn verdicts(report: &Report) -> String {
 pub fn invariants(report: &Report) -> String {
     redact(&format!(
         "verdict: {}\n{}",
-        report.verdict.as_str(),
+        report.verdict_line(),
         invariant_table(report)
     ))
 }
@@ -109,7 +110,11 @@ fn invariant_table(report: &Report) -> String {
             out,
             "{:<20} {:<13} {:>7} {:>10} {:>12}  {}",
             r.id.id(),
-            r.status.as_str(),
+            if r.status == crate::invariants::Status::Holds && r.known_count > 0 {
+                "holds+known"
+            } else {
+                r.status.as_str()
+            },
             r.checks,
             r.violation_count,
             r.inconclusive_count,
@@ -128,6 +133,11 @@ fn invariant_table(report: &Report) -> String {
                     o.accepted.as_deref().unwrap_or_default()
                 )
             }))
+            .chain(
+                r.known
+                    .iter()
+                    .map(|o| format!("{o} [known: in the baseline]")),
+            )
             .collect();
         shown.sort();
         shown.dedup();

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::truth::Truth;
+pub use finding::Finding;
 
 pub mod access;
 pub mod atomicity;
@@ -32,6 +33,7 @@ pub mod dlq_completeness;
 pub mod durability;
 pub mod exactly_once;
 pub mod expected_outcome;
+pub mod finding;
 pub mod least_privilege;
 pub mod no_context_closed;
 pub mod rls_coverage;
@@ -297,6 +299,9 @@ pub struct Observation {
     /// For a violation the project accepts: its written reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted: Option<String>,
+    /// A violation the baseline knows (`--baseline`): reported, not counted against the gate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub known: bool,
 }
 
 impl Observation {
@@ -317,6 +322,7 @@ impl Observation {
             statement: None,
             undecided: None,
             accepted: None,
+            known: false,
         }
     }
 
@@ -481,6 +487,29 @@ pub struct Tally {
     /// The first notes, in full.
     #[serde(default)]
     pub note_samples: Vec<Observation>,
+    /// Violations the baseline knows (counted as checks, not as violations).
+    #[serde(default)]
+    pub known: u64,
+    /// The first known violations, in full.
+    #[serde(default)]
+    pub known_samples: Vec<Observation>,
+    /// Every distinct finding among the violations, new and known (accepted ones aside), each
+    /// once with the first detail seen: what a baseline of the run holds.
+    #[serde(default)]
+    pub findings: Vec<finding::Entry>,
+}
+
+impl Tally {
+    /// Count `observation`'s finding among the distinct ones.
+    fn found(&mut self, observation: &Observation) {
+        let finding = Finding::of(observation);
+        if !self.findings.iter().any(|e| e.finding == finding) {
+            self.findings.push(finding::Entry {
+                finding,
+                detail: observation.detail.clone(),
+            });
+        }
+    }
 }
 
 impl Tally {
@@ -511,6 +540,9 @@ pub struct Ledger {
     /// The probes' outcomes per relation × command × context ([`access`]).
     #[serde(skip)]
     access: access::AccessFold,
+    /// The findings of the baseline, and how many violations matched each.
+    #[serde(skip)]
+    known: BTreeMap<Finding, u64>,
 }
 
 impl Default for Ledger {
@@ -531,7 +563,20 @@ impl Ledger {
             decided: BTreeSet::new(),
             acceptances: Vec::new(),
             access: access::AccessFold::default(),
+            known: BTreeMap::new(),
         }
+    }
+
+    /// The same ledger, counting the violations that are `known` findings (a baseline's) apart:
+    /// they are reported, and do not fail the gate.
+    pub fn knowing(mut self, known: impl IntoIterator<Item = Finding>) -> Self {
+        self.known = known.into_iter().map(|f| (f, 0)).collect();
+        self
+    }
+
+    /// The baseline's findings, each with how many violations matched it.
+    pub fn known_matches(&self) -> impl Iterator<Item = (&Finding, u64)> {
+        self.known.iter().map(|(f, n)| (f, *n))
     }
 
     /// The same ledger, accepting the violations `acceptances` match.
@@ -545,6 +590,7 @@ impl Ledger {
     pub fn fails(&self, observation: &Observation) -> bool {
         observation.status == Status::Violated
             && !self.acceptances.iter().any(|(a, _)| a.matches(observation))
+            && (self.known.is_empty() || !self.known.contains_key(&Finding::of(observation)))
     }
 
     /// The acceptances that matched no violation.
@@ -565,6 +611,13 @@ impl Ledger {
                     *n += 1;
                     reason.get_or_insert_with(|| a.reason.clone());
                 }
+            }
+            if reason.is_none()
+                && !self.known.is_empty()
+                && let Some(n) = self.known.get_mut(&Finding::of(&observation))
+            {
+                *n += 1;
+                observation.known = true;
             }
             observation.accepted = reason;
         }
@@ -591,6 +644,16 @@ impl Ledger {
             tally.accepted += 1;
             if tally.accepted_samples.len() < KEPT_PER_INVARIANT {
                 tally.accepted_samples.push(observation);
+            }
+            return;
+        }
+        if observation.status == Status::Violated {
+            tally.found(&observation);
+        }
+        if observation.known {
+            tally.known += 1;
+            if tally.known_samples.len() < KEPT_PER_INVARIANT {
+                tally.known_samples.push(observation);
             }
             return;
         }
@@ -643,6 +706,12 @@ impl Ledger {
             .range((invariant, relation.to_string(), String::new())..)
             .take_while(|(i, r, _)| *i == invariant && r == relation)
             .any(|(_, _, p)| p.starts_with(probe))
+    }
+
+    /// Whether exactly `probe` decided `invariant` (held or was violated) on `relation`.
+    pub fn decided_exactly(&self, invariant: InvariantId, relation: &str, probe: &str) -> bool {
+        self.decided
+            .contains(&(invariant, relation.to_string(), probe.to_string()))
     }
 
     /// The invariants violated so far.

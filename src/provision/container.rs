@@ -64,12 +64,17 @@ pub(crate) async fn docker(settings: &Settings) -> Result<Docker> {
     }
 }
 
+/// Whether `image` is present locally (nothing is pulled).
+pub(crate) async fn image_present(docker: &Docker, image: &ImageRef) -> bool {
+    docker.inspect_image(&image.to_string()).await.is_ok()
+}
+
 /// Whether `image` is present locally, pulling it if it is not.
 ///
 /// # Errors
 /// A provisioning error naming the image and the fix when it is neither present nor pullable.
 pub(crate) async fn ensure_image(docker: &Docker, image: &ImageRef) -> Result<&'static str> {
-    if docker.inspect_image(&image.to_string()).await.is_ok() {
+    if image_present(docker, image).await {
         return Ok("present");
     }
     let options = CreateImageOptions {

@@ -125,10 +125,33 @@ pub struct Selection {
 /// A provisioning or config error naming the fix when the asked-for backend cannot work (or, for
 /// `auto`, when neither container nor local can).
 pub async fn select(settings: &Settings) -> Result<Selection> {
+    choose(settings, true).await
+}
+
+/// The backend [`select`] would choose, and why, without pulling a missing image (a missing
+/// image is said to be pulled at the first run): what `rlsgate doctor` reports.
+///
+/// # Errors
+/// As [`select`], except that a missing image is no error.
+pub async fn preview(settings: &Settings) -> Result<Selection> {
+    choose(settings, false).await
+}
+
+/// [`select`], pulling a missing image when `pull` (else saying it would be pulled).
+async fn choose(settings: &Settings, pull: bool) -> Result<Selection> {
+    let image = |docker| async move {
+        if pull {
+            container::ensure_image(&docker, &settings.image).await
+        } else if container::image_present(&docker, &settings.image).await {
+            Ok("present")
+        } else {
+            Ok("not present (pulled at the first run)")
+        }
+    };
     match settings.backend {
         BackendChoice::Container => {
             let docker = container::docker(settings).await?;
-            let how = container::ensure_image(&docker, &settings.image).await?;
+            let how = image(docker).await?;
             Ok(Selection {
                 backend: Backend::Container,
                 reason: format!("asked for; image {} is {how}", settings.image),
@@ -158,14 +181,22 @@ pub async fn select(settings: &Settings) -> Result<Selection> {
         }
         BackendChoice::Auto => {
             let docker_says = match container::docker(settings).await {
-                Ok(docker) => match container::ensure_image(&docker, &settings.image).await {
+                Ok(docker) => match image(docker).await {
                     Ok(how) => {
+                        let mut reason =
+                            format!("docker is reachable and image {} is {how}", settings.image);
+                        if !pull
+                            && how != "present"
+                            && let Ok(bindir) = local::find_bindir(settings)
+                        {
+                            reason.push_str(&format!(
+                                "; if the pull fails, local (server binaries in {})",
+                                bindir.display()
+                            ));
+                        }
                         return Ok(Selection {
                             backend: Backend::Container,
-                            reason: format!(
-                                "docker is reachable and image {} is {how}",
-                                settings.image
-                            ),
+                            reason,
                         });
                     }
                     Err(e) => e.to_string(),

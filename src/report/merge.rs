@@ -13,9 +13,12 @@ use std::collections::BTreeMap;
 
 use crate::catalog::privileges::ObjectKind;
 use crate::error::{Error, Result};
+use crate::invariants::finding::Entry;
 use crate::invariants::{InvariantId, KEPT_PER_INVARIANT, Observation, Tally};
 use crate::report::shard::{CaseCounts, ShardRun, Shards};
-use crate::report::{InvariantResult, Report, StaticEvidence, TaskCounts, Verdict, problems};
+use crate::report::{
+    BaselineOutcome, InvariantResult, Report, StaticEvidence, TaskCounts, Verdict, problems,
+};
 
 /// A shard's report and what names it in errors (its directory).
 pub struct Part {
@@ -67,6 +70,7 @@ pub fn merge(parts: Vec<Part>, partial: bool) -> Result<Report> {
     merged.invariants = invariants(&parts)?;
     merged.verdict = verdict(&parts, &merged.invariants, !missing.is_empty());
     merged.problems = problems(&merged);
+    merged.baseline = baseline(&parts, &merged.invariants);
     merged.shards = Some(Shards {
         count,
         ran: runs.into_values().collect(),
@@ -123,6 +127,11 @@ fn belongs(first: &Part, p: &Part, count: u32) -> Result<()> {
             format!("{:?} vs {:?}", a.variants, b.variants),
         ),
         ("shard count", count != other, format!("{count} vs {other}")),
+        (
+            "baseline",
+            baseline_file(a) != baseline_file(b),
+            format!("{:?} vs {:?}", baseline_file(a), baseline_file(b)),
+        ),
         (
             "server",
             a.server_version != b.server_version,
@@ -289,6 +298,52 @@ fn unsharded(reproduce: &str) -> String {
     out.join(" ")
 }
 
+/// The baseline a report was checked against, if any.
+fn baseline_file(r: &Report) -> Option<&str> {
+    r.baseline.as_ref().map(|b| b.file.as_str())
+}
+
+/// What the shards made of their (one) baseline: the merged invariants' known and new counts; a
+/// baseline finding is fixed when some shard decided it fixed and every other shard either did
+/// too or did not check it (none matched it), unchecked when no shard checked it.
+fn baseline(parts: &[Part], invariants: &[InvariantResult]) -> Option<BaselineOutcome> {
+    let outcomes: Vec<&BaselineOutcome> = parts
+        .iter()
+        .filter_map(|p| p.report.baseline.as_ref())
+        .collect();
+    let first = outcomes.first()?;
+    let in_all = |e: &Entry, pick: &dyn Fn(&BaselineOutcome) -> &Vec<Entry>| {
+        outcomes
+            .iter()
+            .all(|o| pick(o).iter().any(|x| x.finding == e.finding))
+    };
+    let mut fixed: Vec<Entry> = Vec::new();
+    for e in outcomes.iter().flat_map(|o| &o.fixed) {
+        let unmatched_everywhere = outcomes.iter().all(|o| {
+            o.fixed
+                .iter()
+                .chain(&o.unchecked)
+                .any(|x| x.finding == e.finding)
+        });
+        if unmatched_everywhere && !fixed.iter().any(|x| x.finding == e.finding) {
+            fixed.push(e.clone());
+        }
+    }
+    let unchecked = first
+        .unchecked
+        .iter()
+        .filter(|e| in_all(e, &|o| &o.unchecked))
+        .cloned()
+        .collect();
+    Some(BaselineOutcome {
+        file: first.file.clone(),
+        known_findings: invariants.iter().map(|r| r.known_count).sum(),
+        new_findings: invariants.iter().map(|r| r.violation_count).sum(),
+        fixed,
+        unchecked,
+    })
+}
+
 /// Each invariant's merged result: the worst per-run part, plus every shard's per-case part.
 fn invariants(parts: &[Part]) -> Result<Vec<InvariantResult>> {
     let ids = |r: &Report| r.invariants.iter().map(|i| i.id).collect::<Vec<_>>();
@@ -321,6 +376,7 @@ fn invariant(parts: &[Part], id: InvariantId) -> InvariantResult {
         violations: r.violation_count,
         inconclusive: r.inconclusive_count,
         accepted: r.accepted_count,
+        known: r.known_count,
     };
     let per_run = results
         .iter()
@@ -342,6 +398,7 @@ fn invariant(parts: &[Part], id: InvariantId) -> InvariantResult {
         violations: counts.violations,
         inconclusive: counts.inconclusive,
         accepted: counts.accepted,
+        known: counts.known,
         ..Tally::default()
     };
     InvariantResult {
@@ -356,6 +413,17 @@ fn invariant(parts: &[Part], id: InvariantId) -> InvariantResult {
         accepted_count: counts.accepted,
         accepted: samples(|r| &r.accepted),
         notes: samples(|r| &r.notes),
+        known_count: counts.known,
+        known: samples(|r| &r.known),
+        findings: results
+            .iter()
+            .flat_map(|(r, _)| &r.findings)
+            .fold(Vec::new(), |mut all, e| {
+                if !all.iter().any(|a: &Entry| a.finding == e.finding) {
+                    all.push(e.clone());
+                }
+                all
+            }),
     }
 }
 
@@ -431,6 +499,43 @@ mod tests {
             name: format!("shard-{k}"),
             report: r,
         }
+    }
+
+    fn entry(probe: &str) -> Entry {
+        Entry::of(&Observation::violated(
+            InvariantId::TenantIsolation,
+            probe,
+            "saw another tenant's row",
+        ))
+    }
+
+    #[test]
+    fn a_baseline_finding_is_fixed_only_when_no_shard_matched_it() {
+        let outcome = |fixed: Vec<Entry>, unchecked: Vec<Entry>| BaselineOutcome {
+            file: "rlsgate-baseline.json".into(),
+            known_findings: 0,
+            new_findings: 0,
+            fixed,
+            unchecked,
+        };
+        let (a, b, c) = (entry("READ"), entry("DML-READ"), entry("READ-FN"));
+        let mut one = shard(1, 2, &[1, 3], None);
+        // Shard 1: a fixed, b matched, c not checked.
+        one.report.baseline = Some(outcome(vec![a.clone()], vec![c.clone()]));
+        let mut two = shard(2, 2, &[2, 4], None);
+        // Shard 2: a not checked, b fixed, c not checked.
+        two.report.baseline = Some(outcome(vec![b.clone()], vec![a.clone(), c.clone()]));
+        let merged = merge(vec![one, two], false).unwrap();
+        let baseline = merged.baseline.unwrap();
+        assert_eq!(baseline.fixed, [a], "b was matched by shard 1");
+        assert_eq!(baseline.unchecked, [c]);
+
+        let mut other = shard(2, 2, &[2, 4], None);
+        other.report.baseline = None;
+        let mut with = shard(1, 2, &[1, 3], None);
+        with.report.baseline = Some(outcome(Vec::new(), Vec::new()));
+        let e = merge(vec![with, other], false).unwrap_err();
+        assert!(e.to_string().contains("baseline"), "{e}");
     }
 
     #[test]

@@ -17,10 +17,12 @@ pub use crate::scratch::Placement;
 use crate::system::Outcome;
 use crate::workload::{Plan, TenantSpec, Workload, model, tenant_label};
 
+pub mod baseline;
 pub mod merge;
 pub mod problem;
 pub mod shard;
 
+pub use baseline::{Baseline, BaselineOutcome};
 pub use merge::merge;
 pub use problem::{Problem, problems};
 pub use shard::{Shard, Shards};
@@ -50,14 +52,32 @@ impl Verdict {
         }
     }
 
-    /// The process exit code: 0 pass, 1 fail or inconclusive, 130 interrupted.
+    /// The process exit code of the verdict: 0 pass, 1 fail (a new finding), 3 inconclusive,
+    /// 130 interrupted ([`Report::exit_code`] tells 4, nothing could be tested, apart).
     pub fn exit_code(self) -> u8 {
         match self {
-            Self::Pass => 0,
-            Self::Fail | Self::Inconclusive => 1,
-            Self::Interrupted => 130,
+            Self::Pass => exit::PASS,
+            Self::Fail => exit::FINDINGS,
+            Self::Inconclusive => exit::INCONCLUSIVE,
+            Self::Interrupted => exit::INTERRUPTED,
         }
     }
+}
+
+/// The exit codes of `rlsgate run` and `rlsgate check`, so CI can tell why a gate failed.
+pub mod exit {
+    /// Every invariant holds (violations a baseline knows or the project accepts aside).
+    pub const PASS: u8 = 0;
+    /// Some invariant is violated by a finding that is neither accepted nor known.
+    pub const FINDINGS: u8 = 1;
+    /// The harness failed (bad input included: a flag, a config, a URL, a baseline).
+    pub const HARNESS_ERROR: u8 = 2;
+    /// Nothing is violated, but some invariant could not be decided.
+    pub const INCONCLUSIVE: u8 = 3;
+    /// Nothing could be tested: every invariant is inconclusive, no check decided anything.
+    pub const NOTHING_TESTED: u8 = 4;
+    /// A signal stopped the run.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// One invariant's result.
@@ -88,6 +108,17 @@ pub struct InvariantResult {
     /// The first notes: what a reviewer should know that decides nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<Observation>,
+    /// How many violations the baseline knows (`--baseline`; not counted as violations).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub known_count: u64,
+    /// The first known violations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known: Vec<Observation>,
+    /// Every distinct finding among the violations (new and known), each once with a detail
+    /// as seen: what a baseline made from this report holds, however many violations there
+    /// were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<crate::invariants::finding::Entry>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -243,6 +274,10 @@ pub struct Report {
     /// suite); empty in a report written before it existed.
     #[serde(default, skip_serializing_if = "Access::is_empty")]
     pub access: Access,
+    /// What the run made of its baseline (`--baseline`): known and new findings, the baseline's
+    /// findings fixed or not checked. The verdict counts only new findings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineOutcome>,
 }
 
 impl Report {
@@ -276,7 +311,42 @@ impl Report {
             problems: Vec::new(),
             shards: None,
             access: Access::default(),
+            baseline: None,
         }
+    }
+
+    /// The process exit code ([`exit`]): the verdict's, and 4 when the verdict is inconclusive
+    /// and no invariant was decided at all.
+    pub fn exit_code(&self) -> u8 {
+        let untested = !self.invariants.is_empty()
+            && self
+                .invariants
+                .iter()
+                .all(|r| r.status == Status::Inconclusive);
+        if self.verdict == Verdict::Inconclusive && untested {
+            exit::NOTHING_TESTED
+        } else {
+            self.verdict.exit_code()
+        }
+    }
+
+    /// The verdict in words: the verdict, and what the baseline made of the findings.
+    pub fn verdict_line(&self) -> String {
+        let mut line = self.verdict.as_str().to_string();
+        if let Some(b) = &self.baseline {
+            line.push_str(&format!(
+                " ({} new, {} known from the baseline {}",
+                b.new_findings, b.known_findings, b.file
+            ));
+            if !b.fixed.is_empty() {
+                line.push_str(&format!(", {} fixed", b.fixed.len()));
+            }
+            line.push(')');
+        }
+        if self.exit_code() == exit::NOTHING_TESTED {
+            line.push_str(": nothing could be tested, every invariant is inconclusive");
+        }
+        line
     }
 
     /// The results of `ledger`, one per invariant, and the verdict they make.
@@ -295,6 +365,9 @@ impl Report {
                 accepted_count: t.accepted,
                 accepted: t.accepted_samples.clone(),
                 notes: t.note_samples.clone(),
+                known_count: t.known,
+                known: t.known_samples.clone(),
+                findings: t.findings.clone(),
             })
             .collect();
         let verdict = if results.iter().any(|r| r.status == Status::Violated) {
@@ -416,4 +489,65 @@ pub fn transcript(plan: &Plan, history: &History, violations: &[Observation]) ->
 /// `sql` on one line, runs of whitespace collapsed (for transcripts and reports).
 pub fn one_line(sql: &str) -> String {
     sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invariants::{InvariantId as I, PROBED, Undecided, no_runtime_login};
+
+    fn report(ledger: &Ledger) -> Report {
+        let mut report = Report::interrupted("project", String::new());
+        (report.verdict, report.invariants) = Report::results(ledger);
+        report
+    }
+
+    #[test]
+    fn exit_codes_tell_pass_findings_inconclusive_and_nothing_tested_apart() {
+        let mut ledger = Ledger::scoped([I::TenantIsolation, I::RlsCoverage]);
+        ledger.record(Observation::holds(I::RlsCoverage, "catalog:relrowsecurity"));
+        ledger.record(Observation::holds(I::TenantIsolation, "READ"));
+        assert_eq!(report(&ledger).exit_code(), exit::PASS);
+
+        // Some invariant undecided, something decided: inconclusive, 3.
+        let mut ledger = Ledger::scoped([I::TenantIsolation, I::RlsCoverage]);
+        ledger.record(Observation::holds(I::RlsCoverage, "catalog:relrowsecurity"));
+        ledger.record_all(no_runtime_login("--runtime-url"));
+        let r = report(&ledger);
+        assert_eq!(r.verdict, Verdict::Inconclusive);
+        assert_eq!(r.exit_code(), exit::INCONCLUSIVE);
+        assert!(!r.verdict_line().contains("nothing could be tested"));
+
+        // No check decided anything: 4.
+        let mut ledger = Ledger::scoped(PROBED);
+        ledger.record_all(no_runtime_login("--runtime-url"));
+        let r = report(&ledger);
+        assert_eq!(r.exit_code(), exit::NOTHING_TESTED);
+        assert!(
+            r.verdict_line().contains("nothing could be tested"),
+            "{}",
+            r.verdict_line()
+        );
+        // An invariant never checked at all counts as undecided too.
+        assert_eq!(
+            report(&Ledger::scoped([I::RlsCoverage])).exit_code(),
+            exit::NOTHING_TESTED
+        );
+
+        // A violation wins over everything undecided: 1.
+        ledger.record(Observation::violated(I::TenantIsolation, "READ", "rows").on("t"));
+        assert_eq!(report(&ledger).exit_code(), exit::FINDINGS);
+        ledger.record(Observation::inconclusive(
+            I::WriteCheck,
+            Undecided::Bypass,
+            "INS",
+            "b",
+        ));
+        assert_eq!(report(&ledger).exit_code(), exit::FINDINGS);
+
+        assert_eq!(
+            Report::interrupted("run", String::new()).exit_code(),
+            exit::INTERRUPTED
+        );
+    }
 }

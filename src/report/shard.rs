@@ -117,6 +117,9 @@ pub struct CaseCounts {
     /// Violations the project accepts.
     #[serde(default)]
     pub accepted: u64,
+    /// Violations a baseline knows (`--baseline`).
+    #[serde(default)]
+    pub known: u64,
 }
 
 impl CaseCounts {
@@ -126,6 +129,7 @@ impl CaseCounts {
             violations: t.violations,
             inconclusive: t.inconclusive,
             accepted: t.accepted,
+            known: t.known,
         }
     }
 
@@ -136,6 +140,7 @@ impl CaseCounts {
             violations: self.violations.saturating_sub(other.violations),
             inconclusive: self.inconclusive.saturating_sub(other.inconclusive),
             accepted: self.accepted.saturating_sub(other.accepted),
+            known: self.known.saturating_sub(other.known),
         }
     }
 
@@ -146,6 +151,7 @@ impl CaseCounts {
             violations: self.violations + other.violations,
             inconclusive: self.inconclusive + other.inconclusive,
             accepted: self.accepted + other.accepted,
+            known: self.known + other.known,
         }
     }
 

@@ -59,7 +59,7 @@ GRANT USAGE ON SEQUENCE public.entries_id_seq TO ledger_app;
 GRANT SELECT ON public.audit_log TO ledger_app;
 ";
 
-const CONFIG: &str = "
+pub(crate) const CONFIG: &str = "
 [roles]
 admin = \"ledger_owner\"
 runtime = \"ledger_app\"
@@ -81,7 +81,7 @@ key = \"id\"
 /// The ledger, migrated by hand as its owner (no migration ledger of rlsgate's), with two
 /// accounts and their entries (and the audit rows the trigger wrote). Returns the database
 /// and the runtime's URL.
-async fn ledger() -> (Database, String) {
+pub(crate) async fn ledger() -> (Database, String) {
     let server = shared_server().await;
     let owner = server
         .project_role("ledger_owner", true)

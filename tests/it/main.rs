@@ -4,6 +4,7 @@
 //! the backend tests start each backend explicitly and skip, saying why, when one cannot run,
 //! unless `RLSGATE_REQUIRE_BACKENDS` names it (then they fail).
 
+mod adoption; // --baseline, exit codes, rlsgate doctor
 mod backends; // each backend starts, serves app_user, leaves nothing behind
 mod bad_input; // every bad input gets a clear error that names the fix
 mod bench; // rlsgate bench, tiny: runs end to end, bench.json has every field
