@@ -14,6 +14,7 @@ use super::property::{self, Judged};
 use super::{Kind, Prepared, ProjectOptions, Run, drive, probes};
 use crate::catalog::Relation;
 use crate::catalog::discovery::{self, Discovery};
+use crate::migrations::origin::Origins;
 use crate::config::Settings;
 use crate::database::Database;
 use crate::error::Result;
@@ -98,6 +99,7 @@ pub async fn check_project(
         placement: database.placement,
         scratch: database.scratch,
     };
+    let origins = database.origins;
     // Nothing rlsgate generates outlives the check (a scratch copy or a database of its own
     // is dropped; in place nothing is seeded), so the seed fixes every key.
     let namespace = Uuid::new_v5(
@@ -111,6 +113,7 @@ pub async fn check_project(
         namespace,
         seeder: Seeder::new(&[], namespace),
         discovery: Discovery::default(),
+        origins,
         cases_run: 0,
     };
     drive(prepared, kind).await
@@ -126,6 +129,8 @@ struct Project<'p> {
     namespace: Uuid,
     seeder: Seeder,
     discovery: Discovery,
+    /// Where the migrations created each object, until discovery carries it.
+    origins: Origins,
     cases_run: u64,
 }
 
@@ -247,6 +252,7 @@ impl Kind for Project<'_> {
         run.subject.expected =
             privileges::expected_privileges(&run.oracle, self.project, &run.relations).await?;
         self.discovery = discovery::read(&run.oracle, &run.subject, &run.relations).await?;
+        self.discovery.origins = std::mem::take(&mut self.origins);
         self.seeder = Seeder::new(&run.relations, self.namespace);
         Ok(())
     }
