@@ -110,8 +110,8 @@ enum Command {
         #[arg(long)]
         tiny: bool,
     },
-    /// Render evidence.md and junit.xml again from a saved report.json (into the report's
-    /// directory unless --out says otherwise).
+    /// Render evidence.md, junit.xml and results.sarif again from a saved report.json (into
+    /// the report's directory unless --out says otherwise).
     Evidence {
         /// The report.json a run or check wrote.
         #[arg(long)]
@@ -431,8 +431,8 @@ async fn check_project(
     finish(&report, &args.out)
 }
 
-/// Print the verdict table and the counterexample, write report.json, evidence.md and
-/// junit.xml, and exit by the verdict.
+/// Print the verdict table and the counterexample, write report.json, evidence.md, junit.xml
+/// and results.sarif, and exit by the verdict.
 fn finish(report: &Report, out: &Path) -> anyhow::Result<ExitCode> {
     let written = rlsgate::evidence::write(report, out)?;
     print!("{}", rlsgate::evidence::text::verdicts(report));

@@ -1,6 +1,6 @@
 //! Evidence: what a reviewer reads. Deterministic rendered text (stable order, redacted), a
-//! Markdown evidence pack, and JUnit XML, all from a [`Report`], so `rlsgate evidence --from
-//! report.json` renders the same files again.
+//! Markdown evidence pack, JUnit XML and SARIF, all from a [`Report`], so `rlsgate evidence
+//! --from report.json` renders the same files again.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +10,7 @@ use crate::report::Report;
 pub mod junit;
 pub mod markdown;
 pub mod redact;
+pub mod sarif;
 pub mod text;
 
 pub use redact::redact;
@@ -33,6 +34,8 @@ pub struct Artifacts {
     pub markdown: String,
     /// `junit.xml`.
     pub junit: String,
+    /// `results.sarif`.
+    pub sarif: String,
 }
 
 impl Artifacts {
@@ -44,6 +47,7 @@ impl Artifacts {
         Self {
             markdown: markdown::render(report, &identity, &privileges, &policies),
             junit: junit::render(report),
+            sarif: sarif::render(report),
             identity,
             privileges,
             policies,
@@ -55,9 +59,10 @@ impl Artifacts {
 }
 
 /// The files `write` produces in a directory, in order.
-pub const FILES: [&str; 3] = ["report.json", "evidence.md", "junit.xml"];
+pub const FILES: [&str; 4] = ["report.json", "evidence.md", "junit.xml", "results.sarif"];
 
-/// Write `report.json`, `evidence.md` and `junit.xml` into `dir` (created if missing).
+/// Write `report.json`, `evidence.md`, `junit.xml` and `results.sarif` into `dir` (created if
+/// missing).
 ///
 /// # Errors
 /// An I/O error naming the file that could not be written.
@@ -68,9 +73,10 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     let json = serde_json::to_string_pretty(report)
         .map_err(|e| Error::config(format!("serializing the report: {e}")))?;
     let mut written = Vec::new();
-    for (name, content) in FILES
-        .iter()
-        .zip([json, artifacts.markdown, artifacts.junit])
+    for (name, content) in
+        FILES
+            .iter()
+            .zip([json, artifacts.markdown, artifacts.junit, artifacts.sarif])
     {
         let path = dir.join(name);
         std::fs::write(&path, content)

@@ -28,7 +28,8 @@ pub struct Origin {
 }
 
 /// What each object's origin is, by key: `relation public.t` (created), `rls public.t`
-/// (row-level security enabled or forced), `policy public.t name`, `function public.f`,
+/// (row-level security enabled or forced), `policy public.t name`, `policies public.t` (the
+/// last policy created or altered on it), `function public.f`,
 /// `grant public.t`, `grant function public.f`, `grant schema public`, `grant all-tables
 /// public` (`ON ALL TABLES IN SCHEMA`), `altered public.t` (the last `CREATE` or `ALTER` of
 /// the relation).
@@ -149,7 +150,11 @@ fn normalize(path: &Path) -> String {
         }
     }
     let joined = parts.join("/");
-    if absolute { format!("/{joined}") } else { joined }
+    if absolute {
+        format!("/{joined}")
+    } else {
+        joined
+    }
 }
 
 /// What a statement does to the origins.
@@ -344,14 +349,20 @@ fn search_path(tokens: &[Token]) -> Option<String> {
         return None;
     }
     let mut i = 1;
-    if tokens.get(i).is_some_and(|t| t.is("SESSION") || t.is("LOCAL")) {
+    if tokens
+        .get(i)
+        .is_some_and(|t| t.is("SESSION") || t.is("LOCAL"))
+    {
         i += 1;
     }
     if !tokens.get(i)?.is("search_path") {
         return None;
     }
     i += 1;
-    if tokens.get(i).is_some_and(|t| t.is("TO") || *t == Token::Punct('=')) {
+    if tokens
+        .get(i)
+        .is_some_and(|t| t.is("TO") || *t == Token::Punct('='))
+    {
         i += 1;
     }
     // '$user' is a string (skipped); the first identifier left is the first schema.
@@ -383,9 +394,17 @@ fn create(tokens: &[Token], schema: &str) -> Option<Vec<Effect>> {
     let mut i = skip(tokens, 1, &["OR", "REPLACE"]);
     let replace = i > 1;
     while tokens.get(i).is_some_and(|t| {
-        ["TEMP", "TEMPORARY", "UNLOGGED", "GLOBAL", "LOCAL", "RECURSIVE", "FOREIGN"]
-            .iter()
-            .any(|kw| t.is(kw))
+        [
+            "TEMP",
+            "TEMPORARY",
+            "UNLOGGED",
+            "GLOBAL",
+            "LOCAL",
+            "RECURSIVE",
+            "FOREIGN",
+        ]
+        .iter()
+        .any(|kw| t.is(kw))
     }) {
         i += 1;
     }
@@ -397,10 +416,7 @@ fn create(tokens: &[Token], schema: &str) -> Option<Vec<Effect>> {
             return None;
         }
         let (table, _) = name_at(tokens, j + 1, schema)?;
-        return Some(vec![Effect::Set(format!(
-            "policy {table} {}",
-            ident_text(&policy)
-        ))]);
+        return Some(policy_effects(&table, &policy));
     }
     let function = what.is("FUNCTION") || what.is("PROCEDURE");
     if !(function || what.is("TABLE") || what.is("VIEW")) {
@@ -414,10 +430,21 @@ fn create(tokens: &[Token], schema: &str) -> Option<Vec<Effect>> {
     }
     let created = format!("relation {name}");
     Some(if if_not_exists && !replace {
-        vec![Effect::Keep(created), Effect::Keep(format!("altered {name}"))]
+        vec![
+            Effect::Keep(created),
+            Effect::Keep(format!("altered {name}")),
+        ]
     } else {
         vec![Effect::Set(created), Effect::Set(format!("altered {name}"))]
     })
+}
+
+/// A policy created or altered: its own origin, and the last policy of `table`.
+fn policy_effects(table: &str, policy: &str) -> Vec<Effect> {
+    vec![
+        Effect::Set(format!("policy {table} {}", ident_text(policy))),
+        Effect::Set(format!("policies {table}")),
+    ]
 }
 
 /// `ALTER {TABLE | VIEW | MATERIALIZED VIEW | FOREIGN TABLE} [IF EXISTS] [ONLY] name ...`:
@@ -432,10 +459,7 @@ fn alter(tokens: &[Token], schema: &str) -> Option<Vec<Effect>> {
             return None;
         }
         let (table, _) = name_at(tokens, i + 3, schema)?;
-        return Some(vec![Effect::Set(format!(
-            "policy {table} {}",
-            ident_text(&policy)
-        ))]);
+        return Some(policy_effects(&table, &policy));
     }
     if !(what.is("TABLE") || what.is("VIEW")) {
         return None;
@@ -531,10 +555,10 @@ fn drop(tokens: &[Token], schema: &str) -> Option<Vec<Effect>> {
     if what.is("POLICY") {
         let policy = tokens.get(at)?.ident()?;
         let (table, _) = name_at(tokens, at + 2, schema)?;
-        return Some(vec![Effect::Forget(format!(
-            "policy {table} {}",
-            ident_text(&policy)
-        ))]);
+        return Some(vec![
+            Effect::Forget(format!("policy {table} {}", ident_text(&policy))),
+            Effect::Forget(format!("policies {table}")),
+        ]);
     }
     let function = what.is("FUNCTION") || what.is("PROCEDURE");
     if !(function || what.is("TABLE") || what.is("VIEW")) {
@@ -547,7 +571,7 @@ fn drop(tokens: &[Token], schema: &str) -> Option<Vec<Effect>> {
             out.push(Effect::Forget(format!("function {name}")));
             out.push(Effect::Forget(format!("grant function {name}")));
         } else {
-            for kind in ["relation", "altered", "rls", "grant"] {
+            for kind in ["relation", "altered", "rls", "grant", "policies"] {
                 out.push(Effect::Forget(format!("{kind} {name}")));
             }
             out.push(Effect::Forget(format!("policy {name}")));
@@ -616,6 +640,7 @@ mod tests {
             ("altered app.items", "m/0001.sql:13"),
             ("policy app.items \"Tenant\"", "m/0001.sql:14"),
             ("policy app.items items_write", "m/0001.sql:15"),
+            ("policies app.items", "m/0001.sql:15"),
             ("grant app.items", "m/0001.sql:16"),
             ("grant public.tenants", "m/0001.sql:16"),
             ("grant function app.touch", "m/0001.sql:17"),
@@ -628,7 +653,7 @@ mod tests {
         // Nothing from the string, the function body or the grant of a role.
         assert!(o.get("relation public.x").is_none());
         assert!(o.get("grant public.nothing").is_none());
-        assert_eq!(o.objects.len(), 21, "{:?}", o.objects.keys());
+        assert_eq!(o.objects.len(), 22, "{:?}", o.objects.keys());
     }
 
     #[test]
@@ -652,7 +677,11 @@ mod tests {
         assert_eq!(at(&o, "function public.f"), "b.sql:4");
         assert_eq!(at(&o, "relation public.v"), "a.sql:3");
         assert_eq!(at(&o, "altered public.v"), "b.sql:5");
-        for gone in ["policy public.t p", "relation public.gone", "rls public.gone"] {
+        for gone in [
+            "policy public.t p",
+            "relation public.gone",
+            "rls public.gone",
+        ] {
             assert!(o.get(gone).is_none(), "{gone} forgotten");
         }
     }
