@@ -216,10 +216,7 @@ fn result(
     };
     let mut text = redact(&o.to_string());
     if let Some(s) = &o.statement {
-        text.push_str(&format!(
-            "\nstatement: {}",
-            redact(&crate::report::one_line(s))
-        ));
+        text.push_str(&format!("\nstatement:\n{}", redact(s.trim())));
     }
     if let Some(why) = o.undecided {
         text.push_str(&format!(
@@ -587,7 +584,7 @@ mod tests {
             read["message"]["text"]
                 .as_str()
                 .unwrap()
-                .contains("statement: SELECT * FROM public.projects")
+                .contains("statement:\nSELECT *\n  FROM public.projects")
         );
         // Inconclusive: a warning with no object, redacted.
         let pool = by_rule(&sarif, "context-hygiene/POOL");
