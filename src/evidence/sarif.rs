@@ -303,6 +303,11 @@ fn origin_of<'a>(o: &Observation, object: &str, origins: &'a Origins) -> Option<
             .into_iter()
             .skip(usize::from(!about_privileges(o)))
             .collect(),
+        // A schema (`public`, `schema public`): what was granted on it.
+        None if !object.contains('.') => {
+            let schema = object.strip_prefix("schema ").unwrap_or(object);
+            vec![format!("grant schema {schema}")]
+        }
         None => keys_for(o, object, origins),
     };
     keys.iter().find_map(|k| origins.get(k))
@@ -323,7 +328,7 @@ fn keys_for(o: &Observation, object: &str, origins: &Origins) -> Vec<String> {
     {
         keys.push(format!("rls {object}"));
     } else if about_rows(o) {
-        // The policy the finding names, else the last policy on the relation.
+        // The policy the finding names, else the last change of the relation's row security.
         let prefix = format!("policy {object} ");
         keys.extend(
             origins
@@ -335,19 +340,21 @@ fn keys_for(o: &Observation, object: &str, origins: &Origins) -> Vec<String> {
                 })
                 .cloned(),
         );
-        keys.push(format!("policies {object}"));
-        keys.push(format!("rls {object}"));
+        keys.push(format!("rows {object}"));
     }
     keys.push(format!("relation {object}"));
     keys
 }
 
-/// True for findings about what the runtime may do (grants).
+/// True for findings about what the runtime may do (grants); a read past row security
+/// (`BYPASS`) is about rows.
 fn about_privileges(o: &Observation) -> bool {
+    let bypass = o.probe.starts_with("BYPASS");
     matches!(
         o.invariant,
         InvariantId::LeastPrivilege | InvariantId::RuntimeLacksDdl
-    ) || o.probe.starts_with("catalog:dlq")
+    ) && !bypass
+        || o.probe.starts_with("catalog:dlq")
         || o.probe.starts_with("catalog:has_")
         || o.probe.starts_with("catalog:column_privileges")
 }
@@ -357,7 +364,8 @@ fn about_rows(o: &Observation) -> bool {
     matches!(
         o.invariant,
         InvariantId::TenantIsolation | InvariantId::WriteCheck | InvariantId::NoContextClosed
-    ) || o.probe.starts_with("catalog:policy")
+    ) || o.probe.starts_with("BYPASS")
+        || o.probe.starts_with("catalog:policy")
         || o.probe.starts_with("catalog:pg_policy")
 }
 
@@ -516,7 +524,7 @@ mod tests {
                 "policy public.projects projects_read_all",
                 at("../break/0100_break.sql", 9),
             ),
-            ("policies public.projects", at("../break/0100_break.sql", 9)),
+            ("rows public.projects", at("../break/0100_break.sql", 9)),
             ("grant public.audit", at("migrations/0003_grants.sql", 2)),
             (
                 "function public.report",

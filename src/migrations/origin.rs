@@ -28,8 +28,9 @@ pub struct Origin {
 }
 
 /// What each object's origin is, by key: `relation public.t` (created), `rls public.t`
-/// (row-level security enabled or forced), `policy public.t name`, `policies public.t` (the
-/// last policy created or altered on it), `function public.f`,
+/// (row-level security last switched: enabled, disabled, forced, not forced), `policy public.t
+/// name`, `rows public.t` (the last change of its row security: a policy created, altered or
+/// dropped, or `rls`), `function public.f`,
 /// `grant public.t`, `grant function public.f`, `grant schema public`, `grant all-tables
 /// public` (`ON ALL TABLES IN SCHEMA`), `altered public.t` (the last `CREATE` or `ALTER` of
 /// the relation).
@@ -439,16 +440,17 @@ fn create(tokens: &[Token], schema: &str) -> Option<Vec<Effect>> {
     })
 }
 
-/// A policy created or altered: its own origin, and the last policy of `table`.
+/// A policy created or altered: its own origin, and the last change of `table`'s row security.
 fn policy_effects(table: &str, policy: &str) -> Vec<Effect> {
     vec![
         Effect::Set(format!("policy {table} {}", ident_text(policy))),
-        Effect::Set(format!("policies {table}")),
+        Effect::Set(format!("rows {table}")),
     ]
 }
 
 /// `ALTER {TABLE | VIEW | MATERIALIZED VIEW | FOREIGN TABLE} [IF EXISTS] [ONLY] name ...`:
-/// the relation altered, and where row-level security is enabled or forced.
+/// the relation altered, and where row-level security is switched (enabled, disabled, forced,
+/// no longer forced); `ALTER POLICY name ON table`.
 fn alter(tokens: &[Token], schema: &str) -> Option<Vec<Effect>> {
     let mut i = skip(tokens, 1, &["MATERIALIZED"]);
     i = skip(tokens, i, &["FOREIGN"]);
@@ -468,12 +470,16 @@ fn alter(tokens: &[Token], schema: &str) -> Option<Vec<Effect>> {
     i = skip(tokens, i, &["ONLY"]);
     let (name, rest) = name_at(tokens, i, schema)?;
     let mut out = vec![Effect::Set(format!("altered {name}"))];
+    // ENABLE, DISABLE, FORCE or NO FORCE ROW LEVEL SECURITY.
     let rls = (rest..tokens.len()).any(|j| {
-        (tokens[j].is("ENABLE") || tokens[j].is("FORCE"))
+        ["ENABLE", "DISABLE", "FORCE"]
+            .iter()
+            .any(|kw| tokens[j].is(kw))
             && skip(tokens, j + 1, &["ROW", "LEVEL", "SECURITY"]) == j + 4
     });
     if rls {
         out.push(Effect::Set(format!("rls {name}")));
+        out.push(Effect::Set(format!("rows {name}")));
     }
     Some(out)
 }
@@ -557,7 +563,7 @@ fn drop(tokens: &[Token], schema: &str) -> Option<Vec<Effect>> {
         let (table, _) = name_at(tokens, at + 2, schema)?;
         return Some(vec![
             Effect::Forget(format!("policy {table} {}", ident_text(&policy))),
-            Effect::Forget(format!("policies {table}")),
+            Effect::Set(format!("rows {table}")),
         ]);
     }
     let function = what.is("FUNCTION") || what.is("PROCEDURE");
@@ -571,7 +577,7 @@ fn drop(tokens: &[Token], schema: &str) -> Option<Vec<Effect>> {
             out.push(Effect::Forget(format!("function {name}")));
             out.push(Effect::Forget(format!("grant function {name}")));
         } else {
-            for kind in ["relation", "altered", "rls", "grant", "policies"] {
+            for kind in ["relation", "altered", "rls", "grant", "rows"] {
                 out.push(Effect::Forget(format!("{kind} {name}")));
             }
             out.push(Effect::Forget(format!("policy {name}")));
@@ -640,7 +646,7 @@ mod tests {
             ("altered app.items", "m/0001.sql:13"),
             ("policy app.items \"Tenant\"", "m/0001.sql:14"),
             ("policy app.items items_write", "m/0001.sql:15"),
-            ("policies app.items", "m/0001.sql:15"),
+            ("rows app.items", "m/0001.sql:15"),
             ("grant app.items", "m/0001.sql:16"),
             ("grant public.tenants", "m/0001.sql:16"),
             ("grant function app.touch", "m/0001.sql:17"),
@@ -684,6 +690,26 @@ mod tests {
         ] {
             assert!(o.get(gone).is_none(), "{gone} forgotten");
         }
+        // Dropping a policy changes what rows a tenant reaches.
+        assert_eq!(at(&o, "rows public.t"), "b.sql:6");
+    }
+
+    #[test]
+    fn disabling_row_level_security_is_the_last_change_of_the_tables_rows() {
+        let o = origins(&[
+            (
+                "V3__rls.sql",
+                "ALTER TABLE lines ENABLE ROW LEVEL SECURITY;\nCREATE POLICY p ON lines USING (true);",
+            ),
+            (
+                "break/V100__break.sql",
+                "-- broken\nALTER TABLE public.lines NO FORCE ROW LEVEL SECURITY;\n\
+                 ALTER TABLE IF EXISTS public.lines DISABLE ROW LEVEL SECURITY;",
+            ),
+        ]);
+        assert_eq!(at(&o, "rls public.lines"), "break/V100__break.sql:3");
+        assert_eq!(at(&o, "rows public.lines"), "break/V100__break.sql:3");
+        assert_eq!(at(&o, "policy public.lines p"), "V3__rls.sql:2");
     }
 
     #[test]

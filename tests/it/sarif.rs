@@ -93,23 +93,31 @@ fn points_at(sarif: &Value, rule: &str, object: &str) -> (String, u64) {
     )
 }
 
-#[test]
-fn check_config_of_a_broken_example_points_each_violation_at_its_migration_line() {
-    let out = tempfile::tempdir().unwrap();
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/saas/broken");
+/// `check --config examples/<name>/broken` into `out`: it fails, and its SARIF validates.
+fn check_broken(name: &str, out: &Path) -> (String, Value) {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+        .join("broken");
     let (code, stdout, err) = rlsgate(&[
         "check",
         "--config",
-        config,
+        config.to_str().unwrap(),
         "--cases",
         "8",
         "--seed",
         "7",
         "--out",
-        out.path().to_str().unwrap(),
+        out.to_str().unwrap(),
     ]);
     assert_eq!(code, 1, "{stdout}\n{err}");
-    let (text, sarif) = valid_sarif(out.path());
+    valid_sarif(out)
+}
+
+#[test]
+fn check_config_of_a_broken_example_points_each_violation_at_its_migration_line() {
+    let out = tempfile::tempdir().unwrap();
+    let (text, sarif) = check_broken("saas", out.path());
     let broken = "examples/saas/broken/break/0100_break.sql";
     for (rule, object, line) in [
         // The permissive policy the broken copy adds, and what it lets through.
@@ -202,5 +210,39 @@ fn run_of_the_built_in_system_writes_valid_sarif_with_logical_locations() {
     assert!(
         results(&sarif).iter().any(|r| r["level"] == "error"),
         "{text}"
+    );
+}
+
+#[test]
+fn a_disabled_row_security_and_a_schema_grant_point_at_their_statements() {
+    let out = tempfile::tempdir().unwrap();
+    let (_, sarif) = check_broken("flyway-billing", out.path());
+    let broken = "examples/flyway-billing/broken/break/V100__break.sql".to_string();
+    for (rule, object, line) in [
+        // ALTER TABLE ... DISABLE ROW LEVEL SECURITY, and the leak it opens.
+        (
+            "rls-coverage/catalog:relrowsecurity",
+            "public.invoice_lines",
+            6,
+        ),
+        ("tenant-isolation/READ", "public.invoice_lines", 6),
+        (
+            "runtime-lacks-ddl/BYPASS:row_security=off",
+            "public.invoice_lines",
+            6,
+        ),
+        // GRANT CREATE ON SCHEMA public.
+        ("least-privilege/catalog:has_schema_privilege", "public", 9),
+    ] {
+        assert_eq!(
+            points_at(&sarif, rule, object),
+            (broken.clone(), line),
+            "{rule} on {object}"
+        );
+    }
+    // What the broken copy leaves alone stays where the project's migrations made it.
+    assert_eq!(
+        points_at(&sarif, "context-hygiene/POOL-read", "public.invoice_lines").0,
+        "examples/flyway-billing/migrations/V2__invoices.sql"
     );
 }
