@@ -42,9 +42,10 @@
 //!   layout (`NNNN_description.sql`) or in sqlx's, Supabase's, Flyway's, refinery's,
 //!   golang-migrate's, diesel's or dbmate's.
 //! - **database** ([`Database`]): a clone of the migrated template, per test.
-//! - **evidence** ([`evidence`]): `report.json`, `evidence.md` and `junit.xml`, rendered from a
-//!   [`Report`](report::Report) alone; `evidence.md` opens with the **problems**
-//!   ([`report::problems`]): the violations grouped by root cause, most severe first.
+//! - **evidence** ([`evidence`]): `report.json`, `evidence.md`, `junit.xml` and `results.sarif`
+//!   (for code scanning), rendered from a [`Report`](report::Report) alone; `evidence.md` opens
+//!   with the **problems** ([`report::problems`]): the violations grouped by root cause, most
+//!   severe first.
 //!
 //! ## Backends
 //! | backend | what it runs | chosen by `auto` when |

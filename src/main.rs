@@ -138,8 +138,8 @@ enum Command {
         #[arg(long)]
         tiny: bool,
     },
-    /// Render evidence.md, junit.xml and access.html again from a saved report.json (into the
-    /// report's directory unless --out says otherwise).
+    /// Render evidence.md, junit.xml, results.sarif and access.html again from a saved
+    /// report.json (into the report's directory unless --out says otherwise).
     Evidence {
         /// The report.json a run or check wrote.
         #[arg(long)]
@@ -495,8 +495,8 @@ async fn check_project(
     finish(&report, &args.out, args.emit_pgtap.as_deref())
 }
 
-/// Print the verdict table and the counterexample, write report.json, evidence.md, junit.xml
-/// and access.html (and the pgTAP suite with --emit-pgtap), and exit by the verdict.
+/// Print the verdict table and the counterexample, write report.json, evidence.md, junit.xml,
+/// results.sarif and access.html (and the pgTAP suite with --emit-pgtap), and exit by the verdict.
 fn finish(report: &Report, out: &Path, pgtap: Option<&Path>) -> anyhow::Result<ExitCode> {
     let mut written = rlsgate::evidence::write(report, out)?;
     if let Some(dir) = pgtap {

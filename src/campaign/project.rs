@@ -19,6 +19,7 @@ use crate::config::Settings;
 use crate::database::Database;
 use crate::error::Result;
 use crate::invariants::{InvariantId, Observation, Undecided};
+use crate::migrations::origin::Origins;
 use crate::probe::ProbeSession;
 use crate::project::seed::Seeder;
 use crate::project::target::{self, Source};
@@ -106,6 +107,7 @@ pub async fn check_project(
         placement: database.placement,
         scratch: database.scratch,
     };
+    let origins = database.origins;
     // Nothing rlsgate generates outlives the check (a scratch copy or a database of its own
     // is dropped; in place nothing is seeded), so the seed fixes every key.
     let namespace = Uuid::new_v5(
@@ -119,6 +121,7 @@ pub async fn check_project(
         namespace,
         seeder: Seeder::new(&[], namespace),
         discovery: Discovery::default(),
+        origins,
         cases_run: 0,
         last_case: 0,
         first_failure: None,
@@ -137,6 +140,8 @@ struct Project<'p> {
     namespace: Uuid,
     seeder: Seeder,
     discovery: Discovery,
+    /// Where the migrations created each object, until discovery carries it.
+    origins: Origins,
     cases_run: u64,
     /// The last DML sequence the generator reached, and the first that failed.
     last_case: u64,
@@ -269,6 +274,7 @@ impl Kind for Project<'_> {
         run.subject.expected =
             privileges::expected_privileges(&run.oracle, self.project, &run.relations).await?;
         self.discovery = discovery::read(&run.oracle, &run.subject, &run.relations).await?;
+        self.discovery.origins = std::mem::take(&mut self.origins);
         self.seeder = Seeder::new(&run.relations, self.namespace);
         Ok(())
     }

@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 
 use crate::catalog::Relation;
 use crate::error::{Error, Result};
+use crate::migrations::origin::Origins;
 use crate::subject::Subject;
 
 /// A relation of the project's schemas.
@@ -58,6 +59,10 @@ pub struct Discovery {
     /// The ids of the tenants rlsgate created (none in place).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tenants: Vec<String>,
+    /// Where the project's migrations created each object (none for an existing database):
+    /// what `results.sarif` points a finding at.
+    #[serde(default, skip_serializing_if = "Origins::is_empty")]
+    pub origins: Origins,
 }
 
 impl Discovery {
@@ -158,5 +163,6 @@ pub async fn read(oracle: &Client, subject: &Subject, relations: &[Relation]) ->
         sequences,
         reproduction: None,
         tenants: Vec::new(),
+        origins: Origins::default(),
     })
 }

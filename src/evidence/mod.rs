@@ -1,6 +1,6 @@
 //! Evidence: what a reviewer reads. Deterministic rendered text (stable order, redacted), a
-//! Markdown evidence pack, and JUnit XML, all from a [`Report`], so `rlsgate evidence --from
-//! report.json` renders the same files again.
+//! Markdown evidence pack, JUnit XML and SARIF, all from a [`Report`], so `rlsgate evidence
+//! --from report.json` renders the same files again.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +14,7 @@ pub mod matrix;
 pub mod pgtap;
 pub mod redact;
 pub mod review;
+pub mod sarif;
 pub mod text;
 
 pub use redact::redact;
@@ -40,6 +41,8 @@ pub struct Artifacts {
     pub junit: String,
     /// `access.html`, the access matrix.
     pub access: String,
+    /// `results.sarif`.
+    pub sarif: String,
 }
 
 impl Artifacts {
@@ -52,6 +55,7 @@ impl Artifacts {
             markdown: markdown::render(report, &identity, &privileges, &policies),
             junit: junit::render(report),
             access: matrix::render(report),
+            sarif: sarif::render(report),
             identity,
             privileges,
             policies,
@@ -63,9 +67,16 @@ impl Artifacts {
 }
 
 /// The files `write` produces in a directory, in order.
-pub const FILES: [&str; 4] = ["report.json", "evidence.md", "junit.xml", "access.html"];
+pub const FILES: [&str; 5] = [
+    "report.json",
+    "evidence.md",
+    "junit.xml",
+    "results.sarif",
+    "access.html",
+];
 
-/// Write `report.json`, `evidence.md`, `junit.xml` and `access.html` into `dir` (created if missing).
+/// Write `report.json`, `evidence.md`, `junit.xml`, `results.sarif` and `access.html` into `dir`
+/// (created if missing).
 ///
 /// # Errors
 /// An I/O error naming the file that could not be written.
@@ -76,11 +87,13 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     let json = serde_json::to_string_pretty(report)
         .map_err(|e| Error::config(format!("serializing the report: {e}")))?;
     let mut written = Vec::new();
-    for (name, content) in
-        FILES
-            .iter()
-            .zip([json, artifacts.markdown, artifacts.junit, artifacts.access])
-    {
+    for (name, content) in FILES.iter().zip([
+        json,
+        artifacts.markdown,
+        artifacts.junit,
+        artifacts.sarif,
+        artifacts.access,
+    ]) {
         let path = dir.join(name);
         std::fs::write(&path, content)
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;

@@ -23,6 +23,7 @@
 //! too, and its temporary tables are dropped.
 
 pub mod layout;
+pub mod origin;
 pub mod script;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! with the project's roles and its migrations applied as its admin role; and the checks of
 //! `rlsgate.toml` against its catalog.
 
+use std::collections::BTreeMap;
+
 use tokio_postgres::{Client, Config};
 
 use super::ProjectConfig;
@@ -9,6 +11,7 @@ use crate::config::Settings;
 use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::migrations::MigrationSet;
+use crate::migrations::origin::{self, Origins};
 use crate::provision::{Credentials, Server};
 use crate::scratch::{Placement, ScratchCopy};
 use crate::secret::redact_url;
@@ -54,6 +57,8 @@ pub(crate) struct ProjectDatabase {
     pub(crate) placement: Placement,
     /// The scratch copy of an existing database the checks run on.
     pub(crate) scratch: Option<ScratchCopy>,
+    /// Where the migrations created each object (empty for an existing database).
+    pub(crate) origins: Origins,
 }
 
 /// Build or reach the project's database, as `source` says.
@@ -101,6 +106,7 @@ async fn reach(url: &str, source: &Source, project: &ProjectConfig) -> Result<Pr
         database: None,
         placement: existing.placement,
         scratch: existing.scratch,
+        origins: Origins::default(),
     })
 }
 
@@ -116,14 +122,27 @@ async fn build(settings: &Settings, project: &ProjectConfig) -> Result<ProjectDa
     }
     let mut migrations = Vec::new();
     let mut origins = Vec::new();
+    // Each migration's file relative to the project, by (version, name).
+    let mut files = BTreeMap::new();
     for (dir, format) in &sources {
         let set = MigrationSet::load_as(dir, *format)?;
+        for m in set.migrations() {
+            let file = origin::relative(&dir.join(&m.name), &project.base);
+            files.insert((m.version, m.name.clone()), file);
+        }
         migrations.extend(set.migrations().iter().cloned());
         origins.push(set.origin().to_string());
     }
     let origin = origins.join(" + ");
     // One set across the directories, ordered by version (a shared version is an error).
     let set = MigrationSet::from_migrations(migrations, &origin)?;
+    let mut objects = Origins {
+        root: origin::repository_root(&project.base),
+        ..Origins::default()
+    };
+    for m in set.migrations() {
+        objects.record(&files[&(m.version, m.name.clone())], m.statements());
+    }
     // Shared with every other check of this process on the same settings (the tests).
     let server = Server::shared(settings).await?;
     let (admin, runtime) = project_roles(&server, project).await?;
@@ -140,6 +159,7 @@ async fn build(settings: &Settings, project: &ProjectConfig) -> Result<ProjectDa
         database: Some(database),
         placement: Placement::Built,
         scratch: None,
+        origins: objects,
     })
 }
 
