@@ -9,6 +9,7 @@ pub(crate) mod calls;
 pub mod config;
 pub(crate) mod dlq;
 pub(crate) mod dml;
+pub mod draft;
 pub(crate) mod privileges;
 pub(crate) mod references;
 pub(crate) mod seed;
