@@ -62,7 +62,10 @@ pub struct ColumnReference {
 ///
 /// # Errors
 /// A database error when the catalog cannot be read.
-pub async fn column_references(oracle: &Client, schemas: &[String]) -> Result<Vec<ColumnReference>> {
+pub async fn column_references(
+    oracle: &Client,
+    schemas: &[String],
+) -> Result<Vec<ColumnReference>> {
     Ok(oracle
         .query(
             "SELECT format('%I.%I', n.nspname, c.relname), a.attname::text,

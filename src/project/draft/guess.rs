@@ -130,10 +130,18 @@ pub fn columns(facts: &Facts, setting: &str) -> Guess<Vec<String>> {
     let referenced: BTreeSet<(&str, &str)> = facts
         .references
         .iter()
-        .filter(|r| per_relation.get(r.relation.as_str()).is_some_and(|c| c.contains(&r.column)))
+        .filter(|r| {
+            per_relation
+                .get(r.relation.as_str())
+                .is_some_and(|c| c.contains(&r.column))
+        })
         .map(|r| (r.referenced.as_str(), r.referenced_column.as_str()))
         .collect();
-    per_relation.retain(|rel, cols| !cols.iter().any(|c| referenced.contains(&(*rel, c.as_str()))));
+    per_relation.retain(|rel, cols| {
+        !cols
+            .iter()
+            .any(|c| referenced.contains(&(*rel, c.as_str())))
+    });
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for cols in per_relation.values() {
         for c in cols {
@@ -143,7 +151,10 @@ pub fn columns(facts: &Facts, setting: &str) -> Guess<Vec<String>> {
     // A relation naming several keeps the one most relations name.
     let mut chosen: BTreeMap<String, usize> = BTreeMap::new();
     for cols in per_relation.values() {
-        if let Some(c) = cols.iter().max_by_key(|c| (count[*c], std::cmp::Reverse(*c))) {
+        if let Some(c) = cols
+            .iter()
+            .max_by_key(|c| (count[*c], std::cmp::Reverse(*c)))
+        {
             *chosen.entry(c.clone()).or_default() += 1;
         }
     }
@@ -164,10 +175,12 @@ pub fn columns(facts: &Facts, setting: &str) -> Guess<Vec<String>> {
 fn column_names(rel: &Relation) -> Vec<String> {
     rel.insertable_columns
         .iter()
-        .map(|c| match c.strip_prefix('"').and_then(|c| c.strip_suffix('"')) {
-            Some(quoted) => quoted.replace("\"\"", "\""),
-            None => c.clone(),
-        })
+        .map(
+            |c| match c.strip_prefix('"').and_then(|c| c.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => c.clone(),
+            },
+        )
         .collect()
 }
 
@@ -201,9 +214,11 @@ fn tenant_relations<'a>(
     facts: &'a Facts,
     columns: &'a [String],
 ) -> impl Iterator<Item = (&'a str, &'a str)> {
-    facts.relations.iter().filter(|r| !r.is_partition).filter_map(|r| {
-        Some((r.name.as_str(), tenant_column(facts, &r.name, columns)?))
-    })
+    facts
+        .relations
+        .iter()
+        .filter(|r| !r.is_partition)
+        .filter_map(|r| Some((r.name.as_str(), tenant_column(facts, &r.name, columns)?)))
 }
 
 /// The first of `columns` relation `name` has.
@@ -252,7 +267,9 @@ pub fn schemas(facts: &Facts, admin: &str) -> Guess<Vec<String>> {
 /// The schema part of a `format('%I.%I')` name, unquoted.
 fn schema_of(name: &str) -> Option<String> {
     match name.strip_prefix('"') {
-        Some(rest) => rest.find("\".").map(|end| rest[..end].replace("\"\"", "\"")),
+        Some(rest) => rest
+            .find("\".")
+            .map(|end| rest[..end].replace("\"\"", "\"")),
         None => name.split('.').next().map(str::to_string),
     }
 }
@@ -331,24 +348,41 @@ mod tests {
             name: "ws".into(),
             definition: Some("BEGIN RETURN current_setting('app.workspace', true); END".into()),
         };
-        let mut failed = table("crm.failed_jobs", "crm_owner", &["id", "workspace", "error"]);
+        let mut failed = table(
+            "crm.failed_jobs",
+            "crm_owner",
+            &["id", "workspace", "error"],
+        );
         failed.runtime_can_insert = true;
         Facts {
             relations: vec![
                 table("crm.workspaces", "crm_owner", &["slug", "name"]),
                 table("crm.contacts", "crm_owner", &["id", "workspace", "name"]),
                 table("crm.notes", "crm_owner", &["id", "workspace", "body"]),
-                table("crm.deals", "crm_owner", &["id", "owner_workspace", "contact_id"]),
+                table(
+                    "crm.deals",
+                    "crm_owner",
+                    &["id", "owner_workspace", "contact_id"],
+                ),
                 failed,
                 table("public.settings", "postgres", &["key"]),
             ],
             policies: [
-                ("crm.workspaces", "(slug = current_setting('app.workspace'))"),
+                (
+                    "crm.workspaces",
+                    "(slug = current_setting('app.workspace'))",
+                ),
                 ("crm.contacts", "(workspace = app.ws())"),
                 ("crm.notes", "((workspace = app.ws()) AND (id IS NOT NULL))"),
-                ("crm.deals", "(owner_workspace = current_setting('app.workspace', true))"),
+                (
+                    "crm.deals",
+                    "(owner_workspace = current_setting('app.workspace', true))",
+                ),
                 ("crm.failed_jobs", "(workspace = app.ws())"),
-                ("public.settings", "(current_setting('request.jwt.role') = 'admin'::text)"),
+                (
+                    "public.settings",
+                    "(current_setting('request.jwt.role') = 'admin'::text)",
+                ),
             ]
             .into_iter()
             .map(|(r, u)| (r.to_string(), vec![policy(u)]))
@@ -369,7 +403,11 @@ mod tests {
         assert_eq!(g.value, "app.workspace");
         assert_eq!(g.why, "read by 5 of 6 policies");
         let none = Facts {
-            policies: [("public.t".to_string(), vec![policy("(owner = CURRENT_USER)")])].into(),
+            policies: [(
+                "public.t".to_string(),
+                vec![policy("(owner = CURRENT_USER)")],
+            )]
+            .into(),
             ..Facts::default()
         };
         let e = setting(&none).unwrap_err();
@@ -388,7 +426,10 @@ mod tests {
         );
         let t = tenant_table(&f, &cols.value).unwrap();
         assert_eq!(t.value, ("crm.workspaces".into(), "slug".into()));
-        assert_eq!(t.why, "referenced by the tenant column of 3 of 4 tenant relation(s)");
+        assert_eq!(
+            t.why,
+            "referenced by the tenant column of 3 of 4 tenant relation(s)"
+        );
         let a = admin(&f, &cols.value).unwrap();
         assert_eq!(a.value, "crm_owner");
         assert_eq!(schemas(&f, &a.value).value, ["crm"]);

@@ -310,12 +310,13 @@ fn tokens(sql: &str) -> Vec<Token> {
             while i < chars.len() && chars[i] != '"' {
                 i += 1;
             }
-            out.push(Token::Word(chars[start..i.min(chars.len())].iter().collect()));
+            out.push(Token::Word(
+                chars[start..i.min(chars.len())].iter().collect(),
+            ));
             i += 1;
         } else if c.is_alphanumeric() || c == '_' {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '$'))
-            {
+            while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '$')) {
                 i += 1;
             }
             let w: String = chars[start..i].iter().collect();
@@ -433,11 +434,14 @@ mod tests {
             ["crm_rw"],
             "reporting is another role's group"
         );
-        let e = read("GRANT SELECT ON t TO a; ALTER TABLE t OWNER TO o1; ALTER TABLE u OWNER TO o2;")
+        let e =
+            read("GRANT SELECT ON t TO a; ALTER TABLE t OWNER TO o1; ALTER TABLE u OWNER TO o2;")
+                .roles(None, None)
+                .unwrap_err();
+        assert!(e.message().contains("--admin"), "{e}");
+        let e = read("CREATE TABLE t (id int);")
             .roles(None, None)
             .unwrap_err();
-        assert!(e.message().contains("--admin"), "{e}");
-        let e = read("CREATE TABLE t (id int);").roles(None, None).unwrap_err();
         assert!(e.message().contains("--runtime"), "{e}");
     }
 }

@@ -1,6 +1,6 @@
 //! `rlsgate init`: a draft `rlsgate.toml` from a project's migrations (applied into a fresh
 //! database on the selected backend, with the roles they name created first) or from an
-//! existing database (read in a read-only transaction, never written). The roles, the tenant
+//! existing database (read in a read-only session, never written). The roles, the tenant
 //! setting the policies read, the tenant columns, the tenant table and key, the dead-letter
 //! table and the runtime's effective privileges (as the declared matrix) are guessed from the
 //! catalog ([`guess`]) and written with comments that say why ([`text`]); the draft is parsed
@@ -249,7 +249,7 @@ fn provisional(roles: &mentions::DraftRoles, dirs: Vec<MigrationsDir>) -> Projec
     }
 }
 
-/// Read an existing database in a read-only transaction, rolled back.
+/// Read an existing database in a read-only session.
 async fn from_database(url: &str, options: &InitOptions) -> Result<Analysis> {
     let Some(runtime) = &options.runtime else {
         return Err(Error::config(
@@ -262,12 +262,12 @@ async fn from_database(url: &str, options: &InitOptions) -> Result<Analysis> {
         ))
     })?;
     let client = Server::connect_with(&config).await?;
+    // Every statement of this session runs in a read-only transaction of its own (the catalog
+    // readers try what a server release refuses, so one explicit transaction would abort).
     client
-        .batch_execute(
-            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; BEGIN TRANSACTION READ ONLY",
-        )
+        .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         .await
-        .map_err(|e| Error::database("starting a read-only transaction", e))?;
+        .map_err(|e| Error::database("making the session read-only", e))?;
     let known = Known {
         admin: options
             .admin
@@ -277,9 +277,7 @@ async fn from_database(url: &str, options: &InitOptions) -> Result<Analysis> {
         groups: Vec::new(),
         runtime_member_of: guessed((Vec::new(), String::new())),
     };
-    let analysis = analyse(&client, known).await;
-    let _ = client.batch_execute("ROLLBACK").await;
-    analysis
+    analyse(&client, known).await
 }
 
 /// The roles known before the catalog is read.
@@ -305,7 +303,10 @@ async fn analyse(client: &Client, known: Known) -> Result<Analysis> {
         expected: ExpectedPrivileges::default(),
         require_forced_rls: false,
     };
-    if privileges::runtime_attributes(client, &subject).await?.is_none() {
+    if privileges::runtime_attributes(client, &subject)
+        .await?
+        .is_none()
+    {
         return Err(Error::config(format!(
             "--runtime {role}: no such role on this server; name the role the application logs in as"
         )));
@@ -384,14 +385,20 @@ mod tests {
     #[test]
     fn migration_paths_are_written_relative_to_the_draft() {
         assert_eq!(
-            relative(Path::new("/p/examples/saas/migrations"), Path::new("/p/examples/saas")),
+            relative(
+                Path::new("/p/examples/saas/migrations"),
+                Path::new("/p/examples/saas")
+            ),
             PathBuf::from("migrations")
         );
         assert_eq!(
             relative(Path::new("/p/db/migrations"), Path::new("/p/config")),
             PathBuf::from("../db/migrations")
         );
-        assert_eq!(relative(Path::new("/p"), Path::new("/p")), PathBuf::from("."));
+        assert_eq!(
+            relative(Path::new("/p"), Path::new("/p")),
+            PathBuf::from(".")
+        );
         assert_eq!(
             relative(Path::new("/work/db"), Path::new("/tmp/x")),
             PathBuf::from("/work/db")

@@ -111,7 +111,10 @@ fn tenant(out: &mut String, a: &Analysis) {
         "[tenant]\n# setting: {}\nsetting = {}\n# How the application sets it in each transaction, if not with set_config:\n# set_context = {}\n# columns: {}\ncolumns = {}",
         a.setting.why,
         s(&a.setting.value),
-        s(&format!("SELECT set_config('{}', $1, true)", a.setting.value)),
+        s(&format!(
+            "SELECT set_config('{}', $1, true)",
+            a.setting.value
+        )),
         a.columns.why,
         list(&a.columns.value)
     );
@@ -167,7 +170,12 @@ fn group_of(a: &Analysis, name: &str) -> usize {
 /// The privileges held, by object, of one kind.
 fn held(a: &Analysis, kind: ObjectKind) -> BTreeMap<&str, Vec<&PrivilegeEntry>> {
     let mut out: BTreeMap<&str, Vec<&PrivilegeEntry>> = BTreeMap::new();
-    for e in a.matrix.entries.iter().filter(|e| e.object_kind == kind && e.granted) {
+    for e in a
+        .matrix
+        .entries
+        .iter()
+        .filter(|e| e.object_kind == kind && e.granted)
+    {
         out.entry(e.object.as_str()).or_default().push(e);
     }
     out
@@ -263,9 +271,20 @@ pub(crate) fn summary(a: &Analysis) -> Vec<String> {
             a.runtime_member_of.why
         ));
     }
-    out.push(format!("schemas: {} ({})", a.schemas.value.join(", "), a.schemas.why));
-    out.push(format!("tenant setting: {} ({})", a.setting.value, a.setting.why));
-    out.push(format!("tenant columns: {} ({})", a.columns.value.join(", "), a.columns.why));
+    out.push(format!(
+        "schemas: {} ({})",
+        a.schemas.value.join(", "),
+        a.schemas.why
+    ));
+    out.push(format!(
+        "tenant setting: {} ({})",
+        a.setting.value, a.setting.why
+    ));
+    out.push(format!(
+        "tenant columns: {} ({})",
+        a.columns.value.join(", "),
+        a.columns.why
+    ));
     out.push(match &a.tenant_table {
         Some(t) => format!("tenant table: {} key {} ({})", t.value.0, t.value.1, t.why),
         None => "tenant table: none found (no tenant column references a table)".into(),
