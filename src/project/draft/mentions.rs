@@ -130,11 +130,11 @@ impl RoleMentions {
     pub fn roles(&self, admin: Option<&str>, runtime: Option<&str>) -> Result<DraftRoles> {
         let needed = self.needed();
         let admin_named = match admin {
-            Some(a) => Some((a.to_string(), "--admin".to_string())),
+            Some(a) => Some((a.to_string(), "given with --admin".to_string())),
             None => self.owner()?,
         };
         let runtime = match runtime {
-            Some(r) => (r.to_string(), "--runtime".to_string()),
+            Some(r) => (r.to_string(), "given with --runtime".to_string()),
             None => self.runtime(admin_named.as_ref().map(|(a, _)| a.as_str()))?,
         };
         let admin = admin_named.unwrap_or_else(|| {

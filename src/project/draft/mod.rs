@@ -272,8 +272,8 @@ async fn from_database(url: &str, options: &InitOptions) -> Result<Analysis> {
         admin: options
             .admin
             .clone()
-            .map(|a| guessed((a, "--admin".into()))),
-        runtime: guessed((runtime.clone(), "--runtime".into())),
+            .map(|a| guessed((a, "given with --admin".into()))),
+        runtime: guessed((runtime.clone(), "given with --runtime".into())),
         groups: Vec::new(),
         runtime_member_of: guessed((Vec::new(), String::new())),
     };

@@ -202,13 +202,28 @@ fn ordered(entries: &[&PrivilegeEntry]) -> Vec<String> {
     out
 }
 
-fn entry_line(object: &str, entries: &[&PrivilegeEntry]) -> String {
+/// An entry of the matrix, with what a reviewer should look at twice.
+fn entry_line(object: &str, entries: &[&PrivilegeEntry], dlq: bool) -> String {
     let privileges = ordered(entries);
-    let mut line = format!("{} = {}", s(object), list(&privileges));
+    let holds = |p: &str| privileges.iter().any(|h| h == p);
+    let mut review = Vec::new();
     if entries.iter().any(|e| e.grantable) {
-        line.push_str("   # held WITH GRANT OPTION (or as owner): least-privilege flags it whatever is declared");
+        review.push(
+            "held WITH GRANT OPTION (or as owner): least-privilege flags it whatever is declared",
+        );
     }
-    line
+    if holds("TRUNCATE") {
+        review.push("TRUNCATE ignores row-level security");
+    }
+    if dlq && (holds("UPDATE") || holds("DELETE")) {
+        review.push("with UPDATE or DELETE the runtime can alter or erase recorded failures");
+    }
+    let line = format!("{} = {}", s(object), list(&privileges));
+    if review.is_empty() {
+        line
+    } else {
+        format!("# review: {}\n{line}", review.join("; "))
+    }
 }
 
 fn privileges(out: &mut String, a: &Analysis) {
@@ -224,7 +239,7 @@ fn privileges(out: &mut String, a: &Analysis) {
     );
     out.push_str("[privileges.schemas]\n");
     for (object, entries) in held(a, ObjectKind::Schema) {
-        let _ = writeln!(out, "{}", entry_line(object, &entries));
+        let _ = writeln!(out, "{}", entry_line(object, &entries, false));
     }
     out.push_str("\n[privileges.relations]\n");
     let relations = held(a, ObjectKind::Relation);
@@ -232,7 +247,7 @@ fn privileges(out: &mut String, a: &Analysis) {
         let rows: Vec<String> = relations
             .iter()
             .filter(|(o, _)| group_of(a, o) == i)
-            .map(|(o, e)| entry_line(o, e))
+            .map(|(o, e)| entry_line(o, e, i == 1))
             .collect();
         if !rows.is_empty() {
             let _ = writeln!(out, "# {group} ({CONFIRM})\n{}", rows.join("\n"));
@@ -252,7 +267,7 @@ fn privileges(out: &mut String, a: &Analysis) {
         }
         let _ = writeln!(out, "\n[privileges.{title}]\n# {CONFIRM}{note}");
         for (o, e) in rows {
-            let _ = writeln!(out, "{}", entry_line(o, &e));
+            let _ = writeln!(out, "{}", entry_line(o, &e, false));
         }
     }
     out.push('\n');
