@@ -297,3 +297,42 @@ async fn bad_input_gets_an_error_naming_the_fix() {
         .unwrap_err();
     assert!(e.message().contains("no tenant setting found"), "{e}");
 }
+
+#[test]
+fn the_command_prints_its_guesses_writes_the_draft_and_never_overwrites_it() {
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("rlsgate.toml");
+    let dir = root().join("examples/rpc/migrations");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rlsgate"))
+            .args(["init", "--migrations"])
+            .arg(&dir)
+            .arg("--out")
+            .arg(out.path())
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("tenant setting: app.workspace (read by 1 of 1 policies)")
+            && stderr.contains("runtime: notes_app")
+            && stderr.contains("next: rlsgate check --config"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("\"public.get_note(bigint)\" = [\"EXECUTE\"]"),
+        "{text}"
+    );
+    let second = run();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        text,
+        "left as it was"
+    );
+}

@@ -99,6 +99,11 @@ pub(crate) struct Analysis {
 /// server cannot be reached.
 pub async fn draft(settings: &Settings, options: &InitOptions) -> Result<Draft> {
     refuse_overwrite(&options.out, options.force)?;
+    if options.database_url.is_some() && !options.migrations.is_empty() {
+        return Err(Error::config(
+            "give --migrations DIR or --database-url URL, not both: init reads one schema",
+        ));
+    }
     let analysis = match &options.database_url {
         Some(url) => from_database(url, options).await?,
         None => from_migrations(settings, options).await?,
