@@ -3,11 +3,11 @@
 //! existing database (read in a read-only session, never written). The roles, the tenant
 //! setting the policies read, the tenant columns, the tenant table and key, the dead-letter
 //! table and the runtime's effective privileges (as the declared matrix) are guessed from the
-//! catalog ([`guess`]) and written with comments that say why ([`text`]); the draft is parsed
+//! catalog (`guess`) and written with comments that say why (`text`); the draft is parsed
 //! before it is written, so `check --config` runs on it at once.
 
-pub mod guess;
-pub mod mentions;
+pub(crate) mod guess;
+pub(crate) mod mentions;
 mod text;
 
 use std::path::{Path, PathBuf};
