@@ -48,6 +48,31 @@ pub(crate) fn render(a: &Analysis) -> String {
          # [[accept]]\n# invariant = \"side-channels\"\n# relation = \"public.invitations\"\n\
          # reason = \"invitation codes are long random tokens\"\n",
     );
+    wrap_comments(&out)
+}
+
+/// `text` with comment lines longer than 100 characters wrapped at words.
+fn wrap_comments(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let Some(comment) = line.strip_prefix("# ").filter(|_| line.len() > 100) else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let mut current = String::from("#");
+        for word in comment.split(' ') {
+            if current.len() + 1 + word.len() > 100 && current.len() > 1 {
+                out.push_str(&current);
+                out.push('\n');
+                current = String::from("#");
+            }
+            current.push(' ');
+            current.push_str(word);
+        }
+        out.push_str(&current);
+        out.push('\n');
+    }
     out
 }
 
@@ -316,4 +341,128 @@ pub(crate) fn summary(a: &Analysis) -> Vec<String> {
         count(ObjectKind::Function)
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::catalog::privileges::{PrivilegeMatrix, entry};
+    use crate::catalog::{Relation, test_table};
+    use crate::project::ProjectConfig;
+    use crate::project::draft::guess::Guess;
+
+    fn guess<T>(value: T) -> Guess<T> {
+        Guess {
+            value,
+            why: "because".into(),
+        }
+    }
+
+    /// A schema of quoted names: a tenant table, a dead-letter table the runtime may alter, a
+    /// view, a sequence and a function held with grant option.
+    fn analysis() -> Analysis {
+        let table = |name: &str, kind: char, tenant: bool| Relation {
+            kind,
+            tenant_column: tenant.then(|| "TenantId".to_string()),
+            ..test_table(name)
+        };
+        let held = |kind, object: &str, privileges: &[&str]| {
+            privileges
+                .iter()
+                .map(|p| entry(kind, object, p, true))
+                .collect::<Vec<_>>()
+        };
+        let mut entries = [
+            held(
+                ObjectKind::Relation,
+                "\"Sales\".\"Orders\"",
+                &["DELETE", "SELECT", "TRUNCATE"],
+            ),
+            held(
+                ObjectKind::Relation,
+                "\"Sales\".failed_jobs",
+                &["INSERT", "UPDATE"],
+            ),
+            held(ObjectKind::Relation, "\"Sales\".totals", &["SELECT"]),
+            held(ObjectKind::Sequence, "\"Sales\".seq", &["USAGE"]),
+            held(ObjectKind::Function, "\"Sales\".f(uuid)", &["EXECUTE"]),
+            held(ObjectKind::Schema, "Sales", &["USAGE"]),
+            held(ObjectKind::Database, "db", &["TEMPORARY", "CONNECT"]),
+        ]
+        .concat();
+        entries
+            .iter_mut()
+            .find(|e| e.object_kind == ObjectKind::Function)
+            .unwrap()
+            .grantable = true;
+        Analysis {
+            admin: guess("sales_owner".into()),
+            runtime: guess("sales_app".into()),
+            groups: vec!["sales_rw".into()],
+            runtime_member_of: guess(vec!["sales_rw".into()]),
+            schemas: guess(vec!["Sales".into()]),
+            setting: guess("app.tenant".into()),
+            columns: guess(vec!["TenantId".into()]),
+            tenant_table: Some(guess(("\"Sales\".tenants".into(), "Id".into()))),
+            dlq: Some(guess("\"Sales\".failed_jobs".into())),
+            relations: vec![
+                table("\"Sales\".\"Orders\"", 'r', true),
+                table("\"Sales\".failed_jobs", 'r', true),
+                table("\"Sales\".totals", 'v', true),
+            ],
+            matrix: PrivilegeMatrix { entries },
+            memberships: vec!["sales_rw".into()],
+            migrations: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_draft_parses_groups_the_matrix_and_flags_what_to_review() {
+        let text = render(&analysis());
+        let config =
+            ProjectConfig::parse(&text, Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(config.tenant.table.as_deref(), Some("\"Sales\".tenants"));
+        assert_eq!(
+            config.privileges.relations["\"Sales\".\"Orders\""],
+            ["SELECT", "DELETE", "TRUNCATE"],
+            "in the documentation's order"
+        );
+        assert_eq!(
+            config.privileges.database.as_deref(),
+            Some(&["CONNECT".to_string(), "TEMPORARY".to_string()][..])
+        );
+        assert!(
+            config.tenant.require_forced_rls,
+            "every tenant table forces RLS"
+        );
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle}:\n{text}"))
+        };
+        assert!(
+            at("# tenant tables") < at("# the dead-letter table")
+                && at("# the dead-letter table") < at("# views")
+        );
+        for review in [
+            "TRUNCATE ignores row-level security",
+            "can alter or erase recorded failures",
+            "held WITH GRANT OPTION",
+            "# setting: because",
+        ] {
+            at(review);
+        }
+        assert!(
+            text.lines().all(|l| l.len() <= 100 || !l.starts_with('#')),
+            "{text}"
+        );
+        let lines = summary(&analysis());
+        assert!(
+            lines
+                .iter()
+                .any(|l| l == "tenant setting: app.tenant (because)"),
+            "{lines:?}"
+        );
+    }
 }
