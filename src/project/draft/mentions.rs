@@ -206,6 +206,23 @@ impl RoleMentions {
                  if the application logs in as a member of it, pass --runtime ROLE"
                     .into(),
             )),
+            [] if self
+                .receive_privileges
+                .iter()
+                .any(|r| self.created.contains(r)) =>
+            {
+                Err(Error::config(format!(
+                    "the migrations create the roles they grant privileges to ({}); roles are \
+                     cluster-wide and rlsgate creates them before the migrations: move CREATE \
+                     ROLE out of the migrations and name the runtime with --runtime ROLE",
+                    join(
+                        &self
+                            .receive_privileges
+                            .intersection(&self.created)
+                            .collect::<Vec<_>>()
+                    )
+                )))
+            }
             [] => Err(Error::config(
                 "cannot tell the runtime role: the migrations grant privileges to no role; name the role the application logs in as with --runtime ROLE",
             )),
@@ -443,5 +460,9 @@ mod tests {
             .roles(None, None)
             .unwrap_err();
         assert!(e.message().contains("--runtime"), "{e}");
+        let e = read("CREATE ROLE app LOGIN; GRANT SELECT ON t TO app;")
+            .roles(None, None)
+            .unwrap_err();
+        assert!(e.message().contains("move CREATE ROLE out"), "{e}");
     }
 }
