@@ -554,9 +554,14 @@ async fn init(
     }
     rlsgate::project::draft::write(&draft, &options.out, options.force)?;
     eprintln!(
-        "wrote {}; next: rlsgate check --config {}",
+        "wrote {}; next: rlsgate check --config {}{}",
         options.out.display(),
-        options.out.display()
+        options.out.display(),
+        if options.database_url.is_some() {
+            " --database-url SUPERUSER_URL --runtime-url RUNTIME_URL"
+        } else {
+            ""
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

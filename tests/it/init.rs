@@ -250,6 +250,15 @@ async fn an_existing_database_is_read_without_a_write() {
         e.message().contains("no such role") && e.message().contains("--runtime"),
         "{e}"
     );
+    // check --config runs on the draft (on a scratch copy: nobody may be connected).
+    drop(oracle);
+    let source = Source {
+        database_url: Some(url),
+        runtime_url: Some(db.url(Role::Runtime).await.unwrap()),
+        in_place: false,
+    };
+    let report = check(&drafted.config, &source).await;
+    assert_eq!(report.verdict, Verdict::Pass, "{:?}", violated(&report));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
