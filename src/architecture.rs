@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The top-level modules, lowest layer first: a module may use only the modules before it.
-const LAYERS: [&str; 30] = [
+const LAYERS: [&str; 31] = [
     "error",
     "advisories",
     "sql",
@@ -34,6 +34,7 @@ const LAYERS: [&str; 30] = [
     "report",
     "evidence",
     "campaign",
+    "check",
     "setup",
     "bench",
     "architecture",

@@ -22,6 +22,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## In a project's own tests
+//!
+//! [`Project`] checks the schema an `rlsgate.toml` describes, from `#[tokio::test]` (either
+//! flavour), `#[test]` or rstest; [`Report::assert_holds`](report::Report::assert_holds) fails
+//! the test with the problems, and [`evidence::review`](fn@evidence::review) is the text to snapshot:
+//!
+//! ```no_run
+//! # async fn example() -> rlsgate::Result<()> {
+//! let report = rlsgate::Project::from_config("rlsgate.toml")?.cases(16).check().await?;
+//! report.assert_holds();
+//! # Ok(()) }
+//! ```
+//!
 //! ## Concepts
 //! - **server** ([`Server`]): a running PostgreSQL on one of three [backends](Backend).
 //! - **roles** ([`roles`]): `migration_owner` (owns and migrates), `app_user` (the runtime).
@@ -42,6 +55,10 @@
 //!
 //! ## Environment variables
 //! See [`config`]: nothing outside it reads the environment.
+//!
+//! ## Features
+//! - `cli` (default): the `rlsgate` binary and its own dependencies (clap, anyhow). A project
+//!   that uses the library from its tests turns default features off.
 #![deny(missing_docs)]
 
 pub mod advisories;
@@ -50,6 +67,7 @@ mod architecture;
 pub mod bench;
 pub mod campaign;
 pub mod catalog;
+pub mod check;
 pub mod config;
 pub mod database;
 pub mod error;
@@ -76,6 +94,7 @@ pub mod target;
 pub mod truth;
 pub mod workload;
 
+pub use check::Project;
 pub use config::{BackendChoice, ImageRef, KeepPolicy, Settings};
 pub use database::Database;
 pub use error::{Error, ErrorKind, Result};

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use rlsgate::campaign::{self, CampaignOptions, Progress};
-use rlsgate::report::{Report, Verdict};
+use rlsgate::report::{Report, Shard, Verdict};
 use rlsgate::system::Variant;
 use rlsgate::{BackendChoice, Settings};
 
@@ -33,6 +33,14 @@ struct CampaignArgs {
     /// Where report.json goes.
     #[arg(long, default_value = "target/rlsgate")]
     out: PathBuf,
+    /// Run shard K of N: every shard generates the same cases from the seed and runs those
+    /// numbered n ≡ K (mod N); `rlsgate merge` joins the shards' reports.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    shard: Option<Shard>,
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    s.parse().map_err(|e: rlsgate::Error| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -91,7 +99,7 @@ enum Command {
     },
     /// Draft an rlsgate.toml from a project's migrations (--migrations DIR, applied into a
     /// fresh database) or an existing database (--database-url URL --runtime ROLE, read in a
-    /// read-only transaction): roles, tenant setting, columns, tenant table and key, DLQ, and the
+    /// read-only session): roles, tenant setting, columns, tenant table and key, DLQ, and the
     /// runtime's privileges as the declared matrix, each commented with why. Prints what it
     /// guessed; never overwrites a file (--force does).
     Init {
@@ -163,6 +171,21 @@ enum Command {
     },
     /// List the broken variants (negative controls): the name, then what it breaks.
     Variants,
+    /// Merge the reports of a campaign's shards (runs with --shard K/N) into one report.json,
+    /// evidence.md and junit.xml: what the cases counted adds up, the verdict is the worst.
+    /// Refuses reports of different campaigns, a shard given twice, and missing shards (unless
+    /// --partial). Exit codes as `run`.
+    Merge {
+        /// The shards' output directories, each holding a report.json.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// Where the merged report goes.
+        #[arg(long)]
+        out: PathBuf,
+        /// Merge without some shards (a shard's job failed); the verdict is then not pass.
+        #[arg(long)]
+        partial: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -354,6 +377,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Command::Bench { backend, out, tiny } => bench(backend, &out, tiny).await,
             Command::Evidence { from, out } => evidence(&from, out.as_deref()),
             Command::Clean { database_url } => clean(database_url).await,
+            Command::Merge { dirs, out, partial } => merge(&dirs, &out, partial),
             Command::Variants => {
                 for v in Variant::ALL {
                     println!("{:<30} {}", v.name(), v.description());
@@ -400,6 +424,7 @@ fn options(args: &CampaignArgs, variants: &[String]) -> anyhow::Result<CampaignO
         } else {
             Progress::Lines
         },
+        shard: args.shard,
         ..CampaignOptions::default()
     })
 }
@@ -439,57 +464,28 @@ async fn check_project(
     backend: Option<String>,
     args: CampaignArgs,
 ) -> anyhow::Result<ExitCode> {
-    let campaign::Source {
-        database_url,
-        runtime_url,
-        in_place,
-    } = source;
-    let project = rlsgate::project::ProjectConfig::load(config)?;
-    let settings = settings(backend, None, None)?;
-    // The environment's URLs stand in for the flags; a project with migrations is built from
-    // them, so RLSGATE_DATABASE_URL is then the external backend's server, not the database.
-    let database_url = database_url.or_else(|| {
-        project
-            .migration_dirs()
-            .is_empty()
-            .then(|| settings.database_url.clone())
-            .flatten()
-    });
-    // roles.runtime_url_env, when its variable is set, comes before RLSGATE_RUNTIME_URL.
-    let named = project
-        .roles
-        .runtime_url_env
-        .as_deref()
-        .and_then(rlsgate::config::env_var);
-    let runtime_url = runtime_url
-        .or(named)
-        .or_else(|| settings.runtime_url.clone());
-    if args.cases == 0 {
-        anyhow::bail!("--cases must be at least 1");
+    let mut project = rlsgate::Project::from_config(config)?
+        .settings(settings(backend, None, None)?)
+        .cases(args.cases)
+        .seed(args.seed)
+        .in_place(source.in_place)
+        .progress(true);
+    if let Some(url) = source.database_url {
+        project = project.database_url(url);
     }
-    let options = rlsgate::campaign::ProjectOptions {
-        cases: args.cases,
-        seed: args.seed,
-        progress: true,
-        ..rlsgate::campaign::ProjectOptions::default()
-    };
+    if let Some(url) = source.runtime_url {
+        project = project.runtime_url(url);
+    }
+    if let Some(shard) = args.shard {
+        project = project.shard(shard);
+    }
     eprintln!(
         "rlsgate: checking the project of {} ({} DML sequences, seed {})",
         config.display(),
-        options.cases,
-        options.seed
+        args.cases,
+        args.seed
     );
-    if in_place && database_url.is_none() {
-        anyhow::bail!(
-            "--in-place checks an existing database: give its --database-url (or RLSGATE_DATABASE_URL)"
-        );
-    }
-    let source = rlsgate::project::Source {
-        database_url,
-        runtime_url,
-        in_place,
-    };
-    let report = rlsgate::campaign::check_project(&settings, &project, &source, &options).await?;
+    let report = project.check().await?;
     finish(&report, &args.out)
 }
 
@@ -593,6 +589,25 @@ fn evidence(from: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rlsgate merge`: read DIR/report.json of every shard, merge, and finish as a run does.
+fn merge(dirs: &[PathBuf], out: &Path, partial: bool) -> anyhow::Result<ExitCode> {
+    let parts = dirs
+        .iter()
+        .map(|dir| {
+            let report = rlsgate::evidence::read(&dir.join("report.json"))?;
+            Ok(rlsgate::report::merge::Part {
+                name: dir.display().to_string(),
+                report,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let report = rlsgate::report::merge(parts, partial)?;
+    if let Some(shards) = &report.shards {
+        eprintln!("rlsgate: {}", shards.describe());
+    }
+    finish(&report, out)
 }
 
 async fn setup(url: &str) -> anyhow::Result<ExitCode> {

@@ -38,7 +38,7 @@ use crate::catalog::{self, Relation};
 use crate::error::{Error, Result};
 use crate::invariants::{InvariantId, Ledger, no_runtime_login, runtime_lacks_ddl};
 use crate::provision::Server;
-use crate::report::{Performance, Placement, Report, StaticEvidence, TaskCounts, Verdict};
+use crate::report::{Performance, Placement, Report, Shard, StaticEvidence, TaskCounts, Verdict};
 use crate::roles::Role;
 use crate::scratch::ScratchCopy;
 use crate::subject::Subject;
@@ -98,6 +98,8 @@ pub struct CampaignOptions {
     pub regressions: Option<&'static str>,
     /// How progress is shown on stderr.
     pub progress: Progress,
+    /// Run only this shard of the cases (`--shard K/N`; `None`: all of them).
+    pub shard: Option<Shard>,
 }
 
 impl Default for CampaignOptions {
@@ -112,6 +114,7 @@ impl Default for CampaignOptions {
             pool_size: 4,
             regressions: None,
             progress: Progress::Off,
+            shard: None,
         }
     }
 }
@@ -131,6 +134,8 @@ pub struct ProjectOptions {
     pub pool_size: usize,
     /// Print progress lines on stderr.
     pub progress: bool,
+    /// Run only this shard of the DML sequences (`--shard K/N`; `None`: all of them).
+    pub shard: Option<Shard>,
 }
 
 impl Default for ProjectOptions {
@@ -142,6 +147,7 @@ impl Default for ProjectOptions {
             max_shrink_time: Duration::from_secs(20),
             pool_size: 2,
             progress: false,
+            shard: None,
         }
     }
 }
@@ -329,6 +335,24 @@ async fn runtime_login(p: &Prepared, run: &mut Run<'_>) -> Result<Option<Config>
     Ok(Some(runtime))
 }
 
+/// Refuse a shard that cannot run: one that gets none of the `cases`, or any shard of an
+/// in-place check (it runs no cases to split). What the reproducing command adds: ` --shard K/N`.
+///
+/// # Errors
+/// A configuration error naming the fix.
+fn check_shard(shard: Option<Shard>, cases: u32, in_place: bool) -> Result<String> {
+    let Some(shard) = shard else {
+        return Ok(String::new());
+    };
+    if in_place {
+        return Err(Error::config(
+            "--shard splits a campaign's cases, and an in-place check runs none: drop --shard or --in-place",
+        ));
+    }
+    shard.check_cases(cases)?;
+    Ok(format!(" --shard {shard}"))
+}
+
 /// A pool of `size` logins of `login`, as an application keeps one.
 ///
 /// # Errors
@@ -359,6 +383,7 @@ async fn server_version(oracle: &Client) -> Result<String> {
 /// The report's frame: what `prepared` says about the run, no results yet.
 fn report(p: &Prepared, server_version: String, evidence: StaticEvidence) -> Report {
     Report {
+        format_version: crate::report::FORMAT_VERSION,
         verdict: Verdict::Inconclusive,
         mode: p.mode.into(),
         backend: p.backend.clone(),
@@ -384,5 +409,6 @@ fn report(p: &Prepared, server_version: String, evidence: StaticEvidence) -> Rep
         evidence,
         project: None,
         problems: Vec::new(),
+        shards: None,
     }
 }

@@ -3,6 +3,7 @@
 //! discovered relation, and the property is random DML sequences as the runtime over a pool of
 //! its logins, judged against a visibility model.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use deadpool_postgres::Pool;
@@ -24,7 +25,8 @@ use crate::project::target::{self, Source};
 use crate::project::{
     DLQ_STATEMENT, INVARIANTS, ProjectConfig, calls, dlq, dml, privileges, references, subject_of,
 };
-use crate::report::{Report, Verdict};
+use crate::report::shard::{self, CaseCounts};
+use crate::report::{Report, Shards, Verdict};
 use crate::target::Target;
 
 /// Check a project: its database prepared as `source` says, then the campaign's stages with
@@ -59,6 +61,7 @@ pub async fn check_project(
     options: &ProjectOptions,
 ) -> Result<Report> {
     let started = Instant::now();
+    let shard_flag = super::check_shard(options.shard, options.cases, source.in_place)?;
     let database = target::prepare(settings, project, source).await?;
     let ready = started.elapsed();
     let oracle = crate::provision::Server::connect_with(&database.oracle).await?;
@@ -78,6 +81,7 @@ pub async fn check_project(
     if source.in_place {
         reproduce.push_str(" --in-place");
     }
+    reproduce.push_str(&shard_flag);
     let prepared = Prepared {
         target: Target::Existing {
             oracle: database.oracle.clone(),
@@ -112,6 +116,9 @@ pub async fn check_project(
         seeder: Seeder::new(&[], namespace),
         discovery: Discovery::default(),
         cases_run: 0,
+        last_case: 0,
+        first_failure: None,
+        per_case: BTreeMap::new(),
     };
     drive(prepared, kind).await
 }
@@ -127,6 +134,11 @@ struct Project<'p> {
     seeder: Seeder,
     discovery: Discovery,
     cases_run: u64,
+    /// The last DML sequence the generator reached, and the first that failed.
+    last_case: u64,
+    first_failure: Option<u64>,
+    /// What the DML sequences counted per invariant.
+    per_case: BTreeMap<InvariantId, CaseCounts>,
 }
 
 impl Project<'_> {
@@ -198,7 +210,8 @@ impl Project<'_> {
         );
         let strategy = dml::sequences(targets.len(), options.max_actions);
         let seeder = &mut self.seeder;
-        let result = property::run(&mut runner, &strategy, async |n, actions| {
+        let before = shard::counts(&run.ledger);
+        let result = property::run(&mut runner, &strategy, options.shard, async |n, actions| {
             let (observations, transcript) =
                 dml::run_case(pool, &run.oracle, seeder, &run.subject, &targets, actions).await?;
             let violations: Vec<Observation> = observations
@@ -225,7 +238,11 @@ impl Project<'_> {
                 transcript,
             })
         })?;
-        self.cases_run = result.cases_run();
+        self.last_case = result.cases_run();
+        self.first_failure = result.first_failure;
+        self.cases_run = options
+            .shard
+            .map_or(self.last_case, |s| s.cases_within(self.last_case));
         if let Some((_, failure)) = result.minimal {
             let script = format!(
                 "-- minimal DML sequence ({} action(s)), as the runtime {}:\n{}",
@@ -238,6 +255,7 @@ impl Project<'_> {
             }
             self.discovery.reproduction = Some(script);
         }
+        self.per_case = shard::since(&before, &shard::counts(&run.ledger));
         Ok(())
     }
 }
@@ -388,6 +406,15 @@ impl Kind for Project<'_> {
             }
         }
         report.cases_run = self.cases_run;
+        report.shards = self.options.shard.map(|s| {
+            Shards::one(
+                s,
+                self.options.cases,
+                self.last_case,
+                self.first_failure,
+                self.per_case.clone(),
+            )
+        });
         if report.verdict == Verdict::Fail && self.options.progress {
             eprintln!("rlsgate: the project violates: {:?}", report.violated());
         }

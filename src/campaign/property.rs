@@ -13,6 +13,7 @@ use proptest::test_runner::{
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::invariants::Observation;
+use crate::report::Shard;
 
 /// What one case found: its violations (none when it held) and, when violated, the transcript
 /// that shows how.
@@ -76,14 +77,17 @@ pub(crate) fn seeded_runner(
 }
 
 /// Run `runner` over `strategy`, judging each case with `case` on the current tokio runtime;
-/// `case` is given the case's number, counted from one. The first harness error stops the run
-/// and is returned; findings are in the [`PropertyRun`].
+/// `case` is given the case's number, counted from one. With a `shard`, every case is
+/// generated (so case `n` is the same as unsharded) but only the shard's are judged, the
+/// others pass unjudged, until one fails: then proptest shrinks it, every shrinking run judged.
+/// The first harness error stops the run and is returned; findings are in the [`PropertyRun`].
 ///
 /// # Errors
 /// The first `Err` of `case`, or a harness error when proptest aborts.
 pub(crate) fn run<S, F>(
     runner: &mut TestRunner,
     strategy: &S,
+    shard: Option<Shard>,
     case: F,
 ) -> Result<PropertyRun<S::Value>>
 where
@@ -121,6 +125,9 @@ where
             }
             st.runs += 1;
             let n = st.runs;
+            if st.first_failure.is_none() && shard.is_some_and(|s| !s.includes(n)) {
+                return Ok(());
+            }
             match handle.block_on((st.case)(n, &input)) {
                 Err(e) => {
                     st.aborted = Some(e);
@@ -201,6 +208,68 @@ mod tests {
         );
         assert_eq!(minimal_failure(failures, &9).unwrap().transcript, "d");
         assert!(minimal_failure(Vec::<Failure<u32>>::new(), &1).is_none());
+    }
+
+    /// The inputs `run` judges over 12 cases of `0..1000`, with `shard`, failing on `fails`.
+    fn judged(shard: Option<Shard>, fails: Option<u64>) -> (Vec<(u64, u64)>, Option<u64>) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut runner = seeded_runner(
+                ProptestConfig {
+                    cases: 12,
+                    max_shrink_iters: 3,
+                    failure_persistence: None,
+                    ..ProptestConfig::default()
+                },
+                7,
+                Duration::from_secs(5),
+            );
+            let mut seen = Vec::new();
+            let run = run(&mut runner, &(0u64..1000), shard, async |n, v| {
+                seen.push((n, *v));
+                Ok(if Some(n) == fails {
+                    Judged {
+                        violations: vec![Observation::violated(
+                            crate::invariants::InvariantId::TenantIsolation,
+                            "READ",
+                            "x",
+                        )],
+                        transcript: String::new(),
+                    }
+                } else {
+                    Judged::held()
+                })
+            })
+            .unwrap();
+            (seen, run.first_failure)
+        })
+    }
+
+    #[test]
+    fn shards_judge_disjoint_cases_whose_union_is_the_unsharded_run() {
+        let (all, _) = judged(None, None);
+        assert_eq!(all.len(), 12);
+        let one = judged(Some(Shard::new(1, 2).unwrap()), None).0;
+        let two = judged(Some(Shard::new(2, 2).unwrap()), None).0;
+        assert_eq!(
+            one.iter().map(|c| c.0).collect::<Vec<_>>(),
+            [1, 3, 5, 7, 9, 11]
+        );
+        let mut union = [one, two].concat();
+        union.sort();
+        assert_eq!(union, all, "the same case numbers with the same inputs");
+    }
+
+    #[test]
+    fn a_shard_shrinks_its_failure_within_itself() {
+        let (seen, first) = judged(Some(Shard::new(2, 3).unwrap()), Some(5));
+        assert_eq!(first, Some(5));
+        let numbers: Vec<u64> = seen.iter().map(|c| c.0).collect();
+        assert_eq!(numbers[..2], [2, 5]);
+        assert!(numbers.len() > 2, "shrinking runs are judged: {numbers:?}");
     }
 
     #[test]

@@ -19,7 +19,8 @@ use crate::history::History;
 use crate::invariants::{Case, InvariantId, Observation};
 use crate::probe::ProbeSession;
 use crate::provision::Server;
-use crate::report::{Counterexample, Placement, Report, TaskCounts, transcript};
+use crate::report::shard::{self, CaseCounts};
+use crate::report::{Counterexample, Placement, Report, Shards, TaskCounts, transcript};
 use crate::roles::Role;
 use crate::subject::Subject;
 use crate::system::{Outcome, WorkerConfig};
@@ -48,6 +49,7 @@ use crate::workload::{FaultKind, Plan, Workload, tenant_label, workload};
 /// ```
 pub async fn run(settings: &Settings, options: &CampaignOptions) -> Result<Report> {
     let started = Instant::now();
+    let shard_flag = super::check_shard(options.shard, options.cases, false)?;
     let server = Server::start(settings).await?;
     let ready = started.elapsed();
     let db = server.fresh_database().await?;
@@ -55,7 +57,8 @@ pub async fn run(settings: &Settings, options: &CampaignOptions) -> Result<Repor
         v.apply_schema(&db).await?;
     }
     let backend = server.backend().to_string();
-    let prepared = prepared(Target::Built(db), "run", backend, options, started, ready);
+    let mut prepared = prepared(Target::Built(db), "run", backend, options, started, ready);
+    prepared.reproduce.push_str(&shard_flag);
     drive(prepared, Reference::new(options)).await
 }
 
@@ -86,6 +89,7 @@ pub async fn run(settings: &Settings, options: &CampaignOptions) -> Result<Repor
 /// ```
 pub async fn check(source: &Source, options: &CampaignOptions) -> Result<Report> {
     let started = Instant::now();
+    let shard_flag = super::check_shard(options.shard, options.cases, source.in_place)?;
     if !options.variants.is_empty() {
         return Err(Error::config(
             "--variant applies to the built-in system only; rlsgate check never changes a database",
@@ -118,6 +122,7 @@ pub async fn check(source: &Source, options: &CampaignOptions) -> Result<Report>
     if source.in_place {
         prepared.reproduce.push_str(" --in-place");
     }
+    prepared.reproduce.push_str(&shard_flag);
     drive(prepared, Reference::new(options)).await
 }
 
@@ -169,6 +174,8 @@ struct Reference<'o> {
     first_violation: Option<Duration>,
     case_time: Duration,
     property: Option<PropertyRun<Workload>>,
+    /// What the property's cases counted per invariant.
+    per_case: BTreeMap<InvariantId, CaseCounts>,
 }
 
 /// What a case needs besides the run: the worker and the probe session.
@@ -190,6 +197,7 @@ impl<'o> Reference<'o> {
             first_violation: None,
             case_time: Duration::ZERO,
             property: None,
+            per_case: BTreeMap::new(),
         }
     }
 
@@ -322,9 +330,13 @@ impl<'o> Reference<'o> {
             Progress::Off => {}
             Progress::Terminal => eprint!("\r\x1b[2K{line}"),
             Progress::Lines => {
-                // Quiet for logs: every tenth case, failures, and the last.
+                // Quiet for logs: every tenth case (of a shard's own), failures, and the last.
                 let n = self.executions;
-                if n.is_multiple_of(10) || violations > 0 || n == u64::from(total) {
+                let (nth, last) = match self.options.shard {
+                    None => (n, n == u64::from(total)),
+                    Some(s) => (s.cases_within(n), n + u64::from(s.count) > u64::from(total)),
+                };
+                if nth.is_multiple_of(10) || violations > 0 || last {
                     eprintln!("{line}");
                 }
             }
@@ -369,13 +381,18 @@ impl Kind for Reference<'_> {
             options.seed,
             options.max_shrink_time,
         );
-        let property = property::run(&mut runner, &workload(shape), async |n, w| {
-            self.case(run, &mut ex, n, w).await
-        });
+        let before = shard::counts(&run.ledger);
+        let property = property::run(
+            &mut runner,
+            &workload(shape),
+            options.shard,
+            async |n, w| self.case(run, &mut ex, n, w).await,
+        );
         if options.progress == Progress::Terminal {
             eprintln!();
         }
         self.property = Some(property?);
+        self.per_case = shard::since(&before, &shard::counts(&run.ledger));
         Ok(())
     }
 
@@ -394,11 +411,19 @@ impl Kind for Reference<'_> {
     }
 
     fn finish(self, report: &mut Report) {
-        let runs = self.executions;
-        let cases_run = self.first_failure.unwrap_or(runs);
+        let (runs, last) = self
+            .property
+            .as_ref()
+            .map_or((0, 0), |p| (p.runs, p.cases_run()));
+        let shard = self.options.shard;
         let case_secs = self.case_time.as_secs_f64().max(1e-9);
-        report.cases_run = cases_run;
-        report.shrink_runs = runs - cases_run;
+        report.cases_run = shard.map_or(last, |s| s.cases_within(last));
+        report.shrink_runs = runs - last;
+        let executed = report.cases_run + report.shrink_runs;
+        report.shards = shard.map(|s| {
+            let first = self.property.as_ref().and_then(|p| p.first_failure);
+            Shards::one(s, self.options.cases, last, first, self.per_case.clone())
+        });
         report.faults = self
             .faults
             .iter()
@@ -426,7 +451,7 @@ impl Kind for Reference<'_> {
         let p = &mut report.performance;
         p.cases_ms = self.case_time.as_millis() as u64;
         p.tasks_per_second = self.tasks.total as f64 / case_secs;
-        p.cases_per_second = runs as f64 / case_secs;
+        p.cases_per_second = executed as f64 / case_secs;
         p.first_violation_ms = self.first_violation.map(|d| d.as_millis() as u64);
         report.tasks = self.tasks;
     }

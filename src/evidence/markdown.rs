@@ -49,6 +49,9 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
     for skipped in &report.skipped {
         let _ = writeln!(out, "| skipped | {skipped} |");
     }
+    if let Some(shards) = &report.shards {
+        let _ = writeln!(out, "| shards | {} |", shards.describe());
+    }
     if report.project.is_some() {
         let _ = writeln!(
             out,
@@ -177,7 +180,7 @@ const WHYS_SHOWN: usize = 3;
 /// The problems section: each root cause with its proof, why (what the catalog says), how to
 /// reproduce it and what else confirms it, most severe first; then what could not be decided.
 /// Nothing when every invariant holds.
-fn problems(report: &Report) -> String {
+pub(crate) fn problems(report: &Report) -> String {
     let problems = crate::report::problems(report);
     let undecided = text::undecided(report);
     let mut out = String::new();

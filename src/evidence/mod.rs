@@ -10,9 +10,11 @@ use crate::report::Report;
 pub mod junit;
 pub mod markdown;
 pub mod redact;
+pub mod review;
 pub mod text;
 
 pub use redact::redact;
+pub use review::review;
 
 /// Every rendered artifact of a report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +91,17 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn read(path: &Path) -> Result<Report> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let version = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("format_version")?.as_u64())
+        .unwrap_or(0);
+    if version > u64::from(crate::report::FORMAT_VERSION) {
+        return Err(Error::config(format!(
+            "{} is report.json format {version}, newer than this rlsgate reads ({}): read it with the rlsgate that wrote it, or upgrade",
+            path.display(),
+            crate::report::FORMAT_VERSION
+        )));
+    }
     let mut report: Report = serde_json::from_str(&text).map_err(|e| {
         Error::config(format!(
             "{} is not a report.json written by this version of rlsgate: {e}",
@@ -103,6 +116,23 @@ pub fn read(path: &Path) -> Result<Report> {
 mod tests {
     use super::*;
     use crate::invariants::{InvariantId, Ledger, Observation};
+
+    #[test]
+    fn a_report_of_a_newer_format_is_refused_naming_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        let mut report =
+            serde_json::to_value(Report::interrupted("run", "rlsgate run".into())).unwrap();
+        assert_eq!(report["format_version"], crate::report::FORMAT_VERSION);
+        report["format_version"] = (crate::report::FORMAT_VERSION + 1).into();
+        std::fs::write(&path, report.to_string()).unwrap();
+        let e = read(&path).unwrap_err();
+        assert!(e.is_config(), "{e}");
+        assert!(
+            e.to_string().contains("newer than this rlsgate reads"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn a_report_written_before_problems_existed_reads_with_them_and_renders_them() {

@@ -16,9 +16,13 @@ pub use crate::scratch::Placement;
 use crate::system::Outcome;
 use crate::workload::{Plan, TenantSpec, Workload, model, tenant_label};
 
+pub mod merge;
 pub mod problem;
+pub mod shard;
 
+pub use merge::merge;
 pub use problem::{Problem, problems};
+pub use shard::{Shard, Shards};
 
 /// The verdict of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,9 +169,17 @@ pub struct StaticEvidence {
     pub policies: Vec<PolicyEntry>,
 }
 
+/// The version of `report.json`'s format this rlsgate writes: raised when a field changes
+/// meaning or goes away (new fields with defaults keep it). A report without the field predates
+/// it (read as 0).
+pub const FORMAT_VERSION: u32 = 1;
+
 /// `report.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// The version of this format ([`FORMAT_VERSION`] when rlsgate wrote it).
+    #[serde(default)]
+    pub format_version: u32,
     /// The verdict.
     pub verdict: Verdict,
     /// `run` (the built-in system) or `check` (an existing database).
@@ -222,6 +234,10 @@ pub struct Report {
     /// from `invariants`, so a report written before this field existed renders them too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// The shards of the campaign's cases this report covers (absent: all of them, unsharded):
+    /// one for a run with `--shard K/N`, several for a merge ([`shard`], [`merge()`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<Shards>,
 }
 
 impl Report {
@@ -230,6 +246,7 @@ impl Report {
     /// runs it again.
     pub fn interrupted(mode: &str, reproduce: String) -> Self {
         Self {
+            format_version: FORMAT_VERSION,
             verdict: Verdict::Interrupted,
             mode: mode.into(),
             backend: String::new(),
@@ -252,6 +269,7 @@ impl Report {
             evidence: StaticEvidence::default(),
             project: None,
             problems: Vec::new(),
+            shards: None,
         }
     }
 

@@ -11,7 +11,7 @@ use rlsgate::project::ProjectConfig;
 use rlsgate::report::{Placement, Report, Verdict};
 use rlsgate::{Database, Role, Settings};
 
-use crate::support::shared_server;
+use crate::support::{findings, shared_server};
 
 const SCHEMA: &str = "
 CREATE TABLE public.accounts (id bigint PRIMARY KEY, name text NOT NULL);
@@ -178,16 +178,6 @@ async fn check(db: &Database, runtime_url: &str, in_place: bool) -> rlsgate::Res
         },
     )
     .await
-}
-
-fn findings(report: &Report) -> String {
-    let mut out = format!("verdict {}\n", report.verdict.as_str());
-    for r in &report.invariants {
-        for o in r.violations.iter().chain(&r.inconclusive) {
-            out.push_str(&format!("  {o}\n"));
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,8 @@ mod init; // rlsgate init: drafts of the examples match their files and hold; ba
 mod migrations; // as migration_owner, atomic per file, checksummed, re-runnable
 mod probes; // no false pass: a probe holds only when the thing under test refused it
 mod project; // bring your own schema: examples hold, broken copies caught, bad configs named
+mod shards; // --shard K/N and rlsgate merge: merged shards equal the unsharded run
 mod static_checks; // least-privilege, rls-coverage, runtime-identity, runtime-lacks-ddl: reference holds, breakages caught
 mod support; // fixtures: settings, the shared server, a fresh database
 mod system; // the worker: persistence, DLQ, replay, rollup, broken variants
+mod workflows; // the workflows and action.yml: pinned actions, no credentials kept, no expressions in scripts

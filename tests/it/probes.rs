@@ -11,7 +11,7 @@ use rlsgate::invariants::{InvariantId, Status, Undecided};
 use rlsgate::project::ProjectConfig;
 use rlsgate::report::{Report, Verdict};
 
-use crate::support::shared_server;
+use crate::support::{findings, shared_server};
 
 /// A project of one table `public.notes` (and `public.tenants`) whose roles are
 /// `<prefix>_owner` and `<prefix>_app`: `schema` is its migration after the tables exist, with
@@ -50,17 +50,6 @@ async fn check(prefix: &str, schema: &str) -> Report {
     )
     .await
     .unwrap_or_else(|e| panic!("{prefix}: {e}"))
-}
-
-/// Every finding, one per line, for failure messages.
-fn findings(report: &Report) -> String {
-    let mut out = format!("verdict {}\n", report.verdict.as_str());
-    for r in &report.invariants {
-        for o in r.violations.iter().chain(&r.inconclusive) {
-            out.push_str(&format!("  {o}\n"));
-        }
-    }
-    out
 }
 
 /// The (invariant, probe) pairs of `status` on `relation`.

@@ -3,7 +3,6 @@
 //! findings snapshotted; each broken copy is caught by the expected invariants; an existing
 //! database is checked and left as it was; bad configs fail with errors that name the fix.
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use rlsgate::campaign::{self, CampaignOptions};
@@ -40,108 +39,16 @@ async fn check(path: &str) -> Report {
         .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// What a reviewer needs of a project's run, without counts that depend on timing: each
-/// invariant's status, the problems (root causes, most severe first, with their proof and what
-/// confirms them), each distinct finding (invariant, probe, relation, SQLSTATE), and what was
-/// discovered and seeded.
+/// What a reviewer needs of a project's run, without what depends on timing: the library's
+/// review text, the one a project snapshots in its own tests.
 fn findings(report: &Report) -> String {
-    let mut out = format!("verdict: {}\n", report.verdict.as_str());
-    for r in &report.invariants {
-        let _ = writeln!(out, "{:<18} {}", r.id.id(), r.status.as_str());
-    }
-    if !report.problems.is_empty() {
-        out.push_str("\nproblems:\n");
-    }
-    for (i, p) in report.problems.iter().enumerate() {
-        let _ = writeln!(out, "  P{} [{}] {}", i + 1, p.effect.as_str(), p.summary);
-        let _ = writeln!(
-            out,
-            "     proof: {} [{}] on {}",
-            p.proof.invariant,
-            p.proof.probe,
-            p.proof.relation.as_deref().unwrap_or("-")
-        );
-        if !p.confirmed_by.is_empty() {
-            let _ = writeln!(out, "     confirmed by: {}", p.confirmed_by.join(", "));
-        }
-    }
-    let distinct: BTreeSet<String> = report
-        .invariants
-        .iter()
-        .flat_map(|r| r.violations.iter().chain(&r.inconclusive))
-        .map(|o| {
-            format!(
-                "{} {} [{}] on {}{}",
-                o.invariant,
-                o.status,
-                o.probe,
-                o.relation.as_deref().unwrap_or("-"),
-                o.sqlstate
-                    .as_deref()
-                    .map(|s| format!(" (SQLSTATE {s})"))
-                    .unwrap_or_default()
-            )
-        })
-        .collect();
-    out.push_str("\nfindings:\n");
-    for f in &distinct {
-        let _ = writeln!(out, "  {f}");
-    }
-    let accepted: BTreeSet<String> = report
-        .invariants
-        .iter()
-        .flat_map(|r| &r.accepted)
-        .map(|o| {
-            format!(
-                "{} [{}] on {}: {}",
-                o.invariant,
-                o.probe,
-                o.relation.as_deref().unwrap_or("-"),
-                o.accepted.as_deref().unwrap_or_default()
-            )
-        })
-        .collect();
-    if !accepted.is_empty() {
-        out.push_str("\naccepted:\n");
-        for a in &accepted {
-            let _ = writeln!(out, "  {a}");
-        }
-    }
-    let notes: BTreeSet<String> = report
-        .invariants
-        .iter()
-        .flat_map(|r| &r.notes)
-        .map(|o| {
-            format!(
-                "{} [{}] on {}: {}",
-                o.invariant,
-                o.probe,
-                o.relation.as_deref().unwrap_or("-"),
-                o.detail
-            )
-        })
-        .collect();
-    if !notes.is_empty() {
-        out.push_str("\nnotes:\n");
-        for n in &notes {
-            let _ = writeln!(out, "  {n}");
-        }
-    }
-    out.push_str("\ndiscovered:\n");
-    out.push_str(&rlsgate::evidence::text::discovery(report));
-    out
+    rlsgate::evidence::review(report)
 }
 
 fn snapshot(name: &str, report: &Report) {
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"));
     settings.set_prepend_module_to_snapshot(false);
-    // Generated tenant ids and values.
-    settings.add_filter(r"rlsgate-[0-9a-f]{6}-[a-z0-9]+", "[generated]");
-    settings.add_filter(
-        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-        "[uuid]",
-    );
     settings.bind(|| insta::assert_snapshot!(format!("project-{name}"), findings(report)));
 }
 

@@ -41,3 +41,15 @@ pub async fn selected(backend: BackendChoice) -> Option<(Settings, Selection)> {
 pub fn is(selection: &Selection, backend: Backend) -> bool {
     selection.backend == backend
 }
+
+/// The verdict and every violation and inconclusive check of `report`, one per line: for
+/// assertion messages.
+pub fn findings(report: &rlsgate::report::Report) -> String {
+    let mut out = format!("verdict {}\n", report.verdict.as_str());
+    for r in &report.invariants {
+        for o in r.violations.iter().chain(&r.inconclusive) {
+            out.push_str(&format!("  {o}\n"));
+        }
+    }
+    out
+}
