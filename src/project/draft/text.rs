@@ -237,6 +237,9 @@ fn entry_line(object: &str, entries: &[&PrivilegeEntry], dlq: bool) -> String {
             "held WITH GRANT OPTION (or as owner): least-privilege flags it whatever is declared",
         );
     }
+    if holds("CREATE") {
+        review.push("CREATE on a schema lets the runtime create objects (runtime-lacks-ddl)");
+    }
     if holds("TRUNCATE") {
         review.push("TRUNCATE ignores row-level security");
     }
@@ -256,9 +259,15 @@ fn privileges(out: &mut String, a: &Analysis) {
         .into_values()
         .flat_map(|e| ordered(&e))
         .collect();
+    let review = if database.iter().any(|p| p == "TEMPORARY" || p == "CREATE") {
+        "# review: TEMPORARY (PUBLIC's default on a database) and CREATE let the runtime create \
+         objects, which runtime-lacks-ddl reports whatever is declared; REVOKE them\n"
+    } else {
+        ""
+    };
     let _ = writeln!(
         out,
-        "[privileges]\n# The runtime's effective privileges today (grants to it, to its groups and to PUBLIC),\n# as the declared matrix; {CONFIRM}, and remove what it should not hold.\nmemberships = {}\ndatabase = {}\n",
+        "[privileges]\n# The runtime's effective privileges today (grants to it, to its groups and to PUBLIC),\n# as the declared matrix; {CONFIRM}, and remove what it should not hold.\nmemberships = {}\n{review}database = {}\n",
         list(&a.memberships),
         list(&database)
     );
@@ -450,6 +459,7 @@ mod tests {
             "can alter or erase recorded failures",
             "held WITH GRANT OPTION",
             "# setting: because",
+            "# review: TEMPORARY (PUBLIC's default",
         ] {
             at(review);
         }
