@@ -37,6 +37,10 @@ struct CampaignArgs {
     /// numbered n ≡ K (mod N); `rlsgate merge` joins the shards' reports.
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     shard: Option<Shard>,
+    /// Also write the probes that held as a pgTAP suite into DIR (one .sql file per tenant
+    /// relation, and runtime.sql), for pg_prove or supabase test db.
+    #[arg(long, value_name = "DIR")]
+    emit_pgtap: Option<PathBuf>,
 }
 
 fn parse_shard(s: &str) -> Result<Shard, String> {
@@ -151,8 +155,8 @@ enum Command {
         #[arg(long)]
         tiny: bool,
     },
-    /// Render evidence.md and junit.xml again from a saved report.json (into the report's
-    /// directory unless --out says otherwise).
+    /// Render evidence.md, junit.xml and access.html again from a saved report.json (into the
+    /// report's directory unless --out says otherwise).
     Evidence {
         /// The report.json a run or check wrote.
         #[arg(long)]
@@ -449,13 +453,13 @@ async fn run(
         }
     );
     let report = campaign::run(&settings, &options).await?;
-    finish(&report, &args.out)
+    finish(&report, &args.out, args.emit_pgtap.as_deref())
 }
 
 async fn check(source: &campaign::Source, args: CampaignArgs) -> anyhow::Result<ExitCode> {
     let options = options(&args, &[])?;
     let report = campaign::check(source, &options).await?;
-    finish(&report, &args.out)
+    finish(&report, &args.out, args.emit_pgtap.as_deref())
 }
 
 async fn check_project(
@@ -486,13 +490,16 @@ async fn check_project(
         args.seed
     );
     let report = project.check().await?;
-    finish(&report, &args.out)
+    finish(&report, &args.out, args.emit_pgtap.as_deref())
 }
 
-/// Print the verdict table and the counterexample, write report.json, evidence.md and
-/// junit.xml, and exit by the verdict.
-fn finish(report: &Report, out: &Path) -> anyhow::Result<ExitCode> {
-    let written = rlsgate::evidence::write(report, out)?;
+/// Print the verdict table and the counterexample, write report.json, evidence.md, junit.xml
+/// and access.html (and the pgTAP suite with --emit-pgtap), and exit by the verdict.
+fn finish(report: &Report, out: &Path, pgtap: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let mut written = rlsgate::evidence::write(report, out)?;
+    if let Some(dir) = pgtap {
+        written.extend(rlsgate::evidence::pgtap::write(report, dir)?);
+    }
     print!("{}", rlsgate::evidence::text::verdicts(report));
     if let Some(c) = &report.counterexample {
         println!("\nminimal counterexample:\n{}", c.transcript);
@@ -607,7 +614,7 @@ fn merge(dirs: &[PathBuf], out: &Path, partial: bool) -> anyhow::Result<ExitCode
     if let Some(shards) = &report.shards {
         eprintln!("rlsgate: {}", shards.describe());
     }
-    finish(&report, out)
+    finish(&report, out, None)
 }
 
 async fn setup(url: &str) -> anyhow::Result<ExitCode> {

@@ -302,6 +302,7 @@ async fn walk<K: Kind>(p: &Prepared, mut kind: K) -> Result<Report> {
     report.verdict = verdict;
     report.invariants = invariants;
     report.skipped = skipped;
+    report.access = run.ledger.access(&run.subject);
     report.performance.elapsed_ms = p.started.elapsed().as_millis() as u64;
     kind.finish(&mut report);
     report.problems = crate::report::problems(&report);
@@ -410,5 +411,6 @@ fn report(p: &Prepared, server_version: String, evidence: StaticEvidence) -> Rep
         project: None,
         problems: Vec::new(),
         shards: None,
+        access: Default::default(),
     }
 }

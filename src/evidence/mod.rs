@@ -9,6 +9,8 @@ use crate::report::Report;
 
 pub mod junit;
 pub mod markdown;
+pub mod matrix;
+pub mod pgtap;
 pub mod redact;
 pub mod review;
 pub mod text;
@@ -35,6 +37,8 @@ pub struct Artifacts {
     pub markdown: String,
     /// `junit.xml`.
     pub junit: String,
+    /// `access.html`, the access matrix.
+    pub access: String,
 }
 
 impl Artifacts {
@@ -46,6 +50,7 @@ impl Artifacts {
         Self {
             markdown: markdown::render(report, &identity, &privileges, &policies),
             junit: junit::render(report),
+            access: matrix::render(report),
             identity,
             privileges,
             policies,
@@ -57,9 +62,9 @@ impl Artifacts {
 }
 
 /// The files `write` produces in a directory, in order.
-pub const FILES: [&str; 3] = ["report.json", "evidence.md", "junit.xml"];
+pub const FILES: [&str; 4] = ["report.json", "evidence.md", "junit.xml", "access.html"];
 
-/// Write `report.json`, `evidence.md` and `junit.xml` into `dir` (created if missing).
+/// Write `report.json`, `evidence.md`, `junit.xml` and `access.html` into `dir` (created if missing).
 ///
 /// # Errors
 /// An I/O error naming the file that could not be written.
@@ -70,9 +75,10 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     let json = serde_json::to_string_pretty(report)
         .map_err(|e| Error::config(format!("serializing the report: {e}")))?;
     let mut written = Vec::new();
-    for (name, content) in FILES
-        .iter()
-        .zip([json, artifacts.markdown, artifacts.junit])
+    for (name, content) in
+        FILES
+            .iter()
+            .zip([json, artifacts.markdown, artifacts.junit, artifacts.access])
     {
         let path = dir.join(name);
         std::fs::write(&path, content)

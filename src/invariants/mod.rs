@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::truth::Truth;
 
+pub mod access;
 pub mod atomicity;
 pub mod context_hygiene;
 pub mod dlq_completeness;
@@ -507,6 +508,9 @@ pub struct Ledger {
     /// What the project accepts, and how many violations each entry matched.
     #[serde(skip)]
     acceptances: Vec<(Acceptance, u64)>,
+    /// The probes' outcomes per relation × command × context ([`access`]).
+    #[serde(skip)]
+    access: access::AccessFold,
 }
 
 impl Default for Ledger {
@@ -526,6 +530,7 @@ impl Ledger {
                 .collect(),
             decided: BTreeSet::new(),
             acceptances: Vec::new(),
+            access: access::AccessFold::default(),
         }
     }
 
@@ -563,6 +568,7 @@ impl Ledger {
             }
             observation.accepted = reason;
         }
+        self.access.record(&observation);
         if let (Status::Holds | Status::Violated, Some(relation)) =
             (observation.status, &observation.relation)
         {
@@ -611,6 +617,11 @@ impl Ledger {
         for o in observations {
             self.record(o);
         }
+    }
+
+    /// The access matrix of the probes recorded so far, acting as `subject`'s runtime.
+    pub fn access(&self, subject: &crate::subject::Subject) -> access::Access {
+        self.access.access(subject)
     }
 
     /// The tally of `invariant`.

@@ -227,6 +227,9 @@ fn frame(parts: &[Part]) -> Report {
         t
     });
     merged.performance = performance(parts);
+    for p in &parts[1..] {
+        merged.access.merge(&p.report.access);
+    }
     let failing = first_failing(parts);
     merged.counterexample = failing.and_then(|(p, _)| p.report.counterexample.clone());
     if let Some(d) = &mut merged.project {

@@ -10,6 +10,7 @@ use crate::catalog::identity::RuntimeIdentity;
 use crate::catalog::policies::PolicyEntry;
 use crate::catalog::privileges::PrivilegeMatrix;
 use crate::history::History;
+use crate::invariants::access::Access;
 use crate::invariants::expected_outcome::outcome_summary;
 use crate::invariants::{InvariantId, Ledger, Observation, Status};
 pub use crate::scratch::Placement;
@@ -238,6 +239,10 @@ pub struct Report {
     /// one for a run with `--shard K/N`, several for a merge ([`shard`], [`merge()`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<Shards>,
+    /// What the probes saw per relation × command × acting context (`access.html`, the pgTAP
+    /// suite); empty in a report written before it existed.
+    #[serde(default, skip_serializing_if = "Access::is_empty")]
+    pub access: Access,
 }
 
 impl Report {
@@ -270,6 +275,7 @@ impl Report {
             project: None,
             problems: Vec::new(),
             shards: None,
+            access: Access::default(),
         }
     }
 

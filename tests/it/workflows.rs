@@ -45,10 +45,10 @@ fn problems(name: &str, text: &str) -> Vec<String> {
                 checkout = Some((i, false));
             }
         }
-        if body.starts_with("persist-credentials: false") {
-            if let Some(c) = checkout.as_mut() {
-                c.1 = true;
-            }
+        if body.starts_with("persist-credentials: false")
+            && let Some(c) = checkout.as_mut()
+        {
+            c.1 = true;
         }
         let in_script = script.is_some();
         if let Some(rest) = body.strip_prefix("run:") {
