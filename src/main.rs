@@ -117,6 +117,39 @@ enum Command {
         #[command(flatten)]
         campaign: CampaignArgs,
     },
+    /// Draft an rlsgate.toml from a project's migrations (--migrations DIR, applied into a
+    /// fresh database) or an existing database (--database-url URL --runtime ROLE, read in a
+    /// read-only session): roles, tenant setting, columns, tenant table and key, DLQ, and the
+    /// runtime's privileges as the declared matrix, each commented with why. Prints what it
+    /// guessed; never overwrites a file (--force does).
+    Init {
+        /// A migrations directory (repeatable), in its tool's layout.
+        #[arg(long = "migrations")]
+        migrations: Vec<PathBuf>,
+        /// The migrations' layout (rlsgate, sqlx, supabase, flyway, refinery, golang-migrate,
+        /// diesel, dbmate; default: detected).
+        #[arg(long)]
+        format: Option<String>,
+        /// An existing database to read (never written) instead of migrations.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// The role the migrations run as / that owns the schema (default: guessed).
+        #[arg(long)]
+        admin: Option<String>,
+        /// The role the application logs in as (required with --database-url; default with
+        /// --migrations: guessed from the grants).
+        #[arg(long)]
+        runtime: Option<String>,
+        /// auto, container, local or external, for the migrations (default: RLSGATE_BACKEND).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Where to write the draft: a file, or a directory to hold rlsgate.toml.
+        #[arg(long, default_value = "rlsgate.toml")]
+        out: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Stand the reference system up in a server of your own: create the roles and the database
     /// named in the URL (if missing) and apply the migrations as migration_owner. Idempotent.
     Setup {
@@ -362,6 +395,35 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     })?;
                 setup(&url).await
             }
+            Command::Init {
+                migrations,
+                format,
+                database_url,
+                admin,
+                runtime,
+                backend,
+                out,
+                force,
+            } => {
+                let format = format
+                    .map(|f| f.parse::<rlsgate::migrations::Format>())
+                    .transpose()?;
+                let out = if out.is_dir() {
+                    out.join(rlsgate::project::config::FILE_NAME)
+                } else {
+                    out
+                };
+                let options = rlsgate::project::draft::InitOptions {
+                    migrations,
+                    format,
+                    database_url,
+                    admin,
+                    runtime,
+                    out,
+                    force,
+                };
+                init(backend, options).await
+            }
             Command::Bench { backend, out, tiny } => bench(backend, &out, tiny).await,
             Command::Evidence { from, out } => evidence(&from, out.as_deref()),
             Command::Clean { database_url } => clean(database_url).await,
@@ -600,6 +662,30 @@ fn baseline(from: &Path, out: &Path) -> anyhow::Result<ExitCode> {
             baseline.left_out
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn init(
+    backend: Option<String>,
+    options: rlsgate::project::draft::InitOptions,
+) -> anyhow::Result<ExitCode> {
+    let settings = settings(backend, None, None)?;
+    let draft = rlsgate::project::draft::draft(&settings, &options).await?;
+    eprintln!("rlsgate init: guessed (review each in the draft):");
+    for line in &draft.summary {
+        eprintln!("  {line}");
+    }
+    rlsgate::project::draft::write(&draft, &options.out, options.force)?;
+    eprintln!(
+        "wrote {}; next: rlsgate check --config {}{}",
+        options.out.display(),
+        options.out.display(),
+        if options.database_url.is_some() {
+            " --database-url SUPERUSER_URL --runtime-url RUNTIME_URL"
+        } else {
+            ""
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }
 

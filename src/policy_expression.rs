@@ -54,7 +54,7 @@ impl ContextReaders {
     }
 
     /// Whether `text` reads `setting`, directly or through a reading function.
-    fn reads(&self, text: &str, setting: &str) -> bool {
+    pub(crate) fn reads(&self, text: &str, setting: &str) -> bool {
         reads_setting_directly(text, setting)
             || calls(text).iter().any(|c| self.reading.contains(c))
     }
@@ -299,7 +299,8 @@ fn is_trivially_true(text: &str) -> bool {
     )
 }
 
-fn references_column(text: &str, column: &str) -> bool {
+/// Whether `text` names `column` (as an identifier, never inside a literal).
+pub(crate) fn references_column(text: &str, column: &str) -> bool {
     let simple = column
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
@@ -337,6 +338,39 @@ fn calls(text: &str) -> Vec<String> {
             Some(schema) => format!("{schema}.{called}"),
             None => called,
         });
+    }
+    out
+}
+
+/// The settings `text` reads with `current_setting('<name>'`, in lower case, as written.
+///
+/// # Example
+///
+/// ```
+/// use rlsgate::policy_expression::settings_read;
+///
+/// let using = "(org_id = (NULLIF(current_setting('App.Org_Id'::text, true), ''::text))::bigint)";
+/// assert_eq!(settings_read(using).into_iter().collect::<Vec<_>>(), ["app.org_id"]);
+/// ```
+pub fn settings_read(text: &str) -> BTreeSet<String> {
+    let compact = compact(text).to_ascii_lowercase();
+    let mut out = BTreeSet::new();
+    let mut rest = compact.as_str();
+    while let Some(at) = rest.find("current_setting('") {
+        rest = &rest[at + "current_setting('".len()..];
+        let mut name = String::new();
+        let mut chars = rest.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '\'' {
+                name.push(c);
+            } else if chars.peek() == Some(&'\'') {
+                chars.next();
+                name.push(c);
+            } else {
+                break;
+            }
+        }
+        out.insert(name);
     }
     out
 }

@@ -44,6 +44,56 @@ pub struct TenantReference {
     pub carries_tenant: bool,
 }
 
+/// A single-column foreign key: `relation.column` references `referenced.referenced_column`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnReference {
+    /// The referencing relation, schema-qualified, quoted where needed.
+    pub relation: String,
+    /// The referencing column, as stored.
+    pub column: String,
+    /// The referenced table, schema-qualified, quoted where needed.
+    pub referenced: String,
+    /// The referenced column, as stored.
+    pub referenced_column: String,
+}
+
+/// Every single-column foreign key of the relations of `schemas` (partitions aside: they
+/// repeat their parent's), by relation and column: where a tenant column points.
+///
+/// # Errors
+/// A database error when the catalog cannot be read.
+pub async fn column_references(
+    oracle: &Client,
+    schemas: &[String],
+) -> Result<Vec<ColumnReference>> {
+    Ok(oracle
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname), a.attname::text,
+                    format('%I.%I', fn.nspname, f.relname), fa.attname::text
+             FROM pg_constraint k
+             JOIN pg_class c ON c.oid = k.conrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_class f ON f.oid = k.confrelid
+             JOIN pg_namespace fn ON fn.oid = f.relnamespace
+             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+             JOIN pg_attribute fa ON fa.attrelid = k.confrelid AND fa.attnum = k.confkey[1]
+             WHERE k.contype = 'f' AND cardinality(k.conkey) = 1 AND n.nspname = ANY($1)
+               AND NOT c.relispartition
+             ORDER BY 1, 2, 3",
+            &[&schemas],
+        )
+        .await
+        .map_err(|e| Error::database("reading the foreign keys", e))?
+        .iter()
+        .map(|r| ColumnReference {
+            relation: r.get(0),
+            column: r.get(1),
+            referenced: r.get(2),
+            referenced_column: r.get(3),
+        })
+        .collect())
+}
+
 /// The tenant tables among `relations` that rows are written to (partitions aside).
 fn tenant_tables(relations: &[Relation]) -> impl Iterator<Item = &Relation> {
     relations

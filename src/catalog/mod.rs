@@ -161,6 +161,27 @@ pub async fn relations(oracle: &Client, subject: &Subject) -> Result<Vec<Relatio
         .collect())
 }
 
+/// The schemas of the database that may hold an application's relations: every schema but
+/// the system's (`pg_catalog`, `information_schema`, `pg_toast`, temporary ones), by name.
+///
+/// # Errors
+/// A database error when the catalog cannot be read.
+pub async fn user_schemas(oracle: &Client) -> Result<Vec<String>> {
+    Ok(oracle
+        .query(
+            "SELECT nspname::text FROM pg_namespace
+             WHERE nspname NOT IN ('pg_catalog', 'information_schema')
+               AND nspname NOT LIKE 'pg\\_%'
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::database("reading the schemas", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 /// The type of `relation`'s tenant column as `format_type` prints it (`uuid`, `bigint`,
 /// `character varying(20)`), for casts in probes.
 ///

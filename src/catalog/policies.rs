@@ -231,46 +231,7 @@ pub async fn catalogue(oracle: &Client, subject: &Subject) -> Result<Vec<PolicyE
         .into_iter()
         .map(|r| (r.get(0), (r.get(1), r.get(2))))
         .collect();
-    let mut policies: BTreeMap<String, Vec<Policy>> = BTreeMap::new();
-    let rows = oracle
-        .query(
-            "SELECT format('%I.%I', n.nspname, c.relname), p.polname::text, p.polpermissive,
-                    p.polcmd::text,
-                    ARRAY(SELECT CASE WHEN r.oid = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(r.oid)::text END
-                          FROM unnest(p.polroles) AS r(oid) ORDER BY 1),
-                    EXISTS (SELECT 1 FROM unnest(p.polroles) AS r(oid)
-                            WHERE r.oid = 0
-                               OR (rt.oid IS NOT NULL AND pg_has_role(rt.oid, r.oid, 'USAGE'))),
-                    pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
-             FROM pg_policy p
-             JOIN pg_class c ON c.oid = p.polrelid
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-             LEFT JOIN pg_roles rt ON rt.rolname = $2
-             WHERE n.nspname = ANY($1)
-             ORDER BY 1, 2",
-            &[&subject.schemas, &subject.runtime_role],
-        )
-        .await
-        .map_err(|e| Error::database("reading the row-level security policies", e))?;
-    for r in rows {
-        let polcmd: String = r.get(3);
-        let Some(command) = PolicyCommand::from_polcmd(&polcmd) else {
-            continue;
-        };
-        policies.entry(r.get(0)).or_default().push(Policy {
-            name: r.get(1),
-            mode: if r.get(2) {
-                PolicyMode::Permissive
-            } else {
-                PolicyMode::Restrictive
-            },
-            command,
-            roles: r.get(4),
-            applies_to_runtime: r.get(5),
-            using: r.get(6),
-            with_check: r.get(7),
-        });
-    }
+    let mut policies = policies(oracle, &subject.schemas, &subject.runtime_role).await?;
     Ok(relations
         .into_iter()
         .filter(Relation::is_tenant_relation)
@@ -303,6 +264,60 @@ pub async fn catalogue(oracle: &Client, subject: &Subject) -> Result<Vec<PolicyE
             })
         })
         .collect())
+}
+
+/// The row-level-security policies of every relation of `schemas`, by relation
+/// (schema-qualified, quoted where needed), each relation's by name; `applies_to_runtime` about
+/// `runtime_role`.
+///
+/// # Errors
+/// A database error when the catalog cannot be read.
+pub async fn policies(
+    oracle: &Client,
+    schemas: &[String],
+    runtime_role: &str,
+) -> Result<BTreeMap<String, Vec<Policy>>> {
+    let mut policies: BTreeMap<String, Vec<Policy>> = BTreeMap::new();
+    let rows = oracle
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname), p.polname::text, p.polpermissive,
+                    p.polcmd::text,
+                    ARRAY(SELECT CASE WHEN r.oid = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(r.oid)::text END
+                          FROM unnest(p.polroles) AS r(oid) ORDER BY 1),
+                    EXISTS (SELECT 1 FROM unnest(p.polroles) AS r(oid)
+                            WHERE r.oid = 0
+                               OR (rt.oid IS NOT NULL AND pg_has_role(rt.oid, r.oid, 'USAGE'))),
+                    pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+             FROM pg_policy p
+             JOIN pg_class c ON c.oid = p.polrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             LEFT JOIN pg_roles rt ON rt.rolname = $2
+             WHERE n.nspname = ANY($1)
+             ORDER BY 1, 2",
+            &[&schemas, &runtime_role],
+        )
+        .await
+        .map_err(|e| Error::database("reading the row-level security policies", e))?;
+    for r in rows {
+        let polcmd: String = r.get(3);
+        let Some(command) = PolicyCommand::from_polcmd(&polcmd) else {
+            continue;
+        };
+        policies.entry(r.get(0)).or_default().push(Policy {
+            name: r.get(1),
+            mode: if r.get(2) {
+                PolicyMode::Permissive
+            } else {
+                PolicyMode::Restrictive
+            },
+            command,
+            roles: r.get(4),
+            applies_to_runtime: r.get(5),
+            using: r.get(6),
+            with_check: r.get(7),
+        });
+    }
+    Ok(policies)
 }
 
 /// A function of the database, as the classifier of policy expressions reads it.

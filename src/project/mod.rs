@@ -2,13 +2,15 @@
 //! ([`config`]): its database ([`Source`]: its migrations applied as its admin role into a
 //! fresh database, or an existing one by URL), the checks of the file against the catalog, the
 //! privileges it declares, rlsgate's own tenants and sentinel rows (`seed`), the DML property
-//! (`dml`) and the DLQ checks. The campaign driver ([`crate::campaign::check_project`]) runs
-//! them, with the same stages, evidence and exit codes as `rlsgate run`.
+//! (`dml`), the DLQ checks, and the draft `rlsgate init` writes of the file ([`draft`]). The
+//! campaign driver ([`crate::campaign::check_project`]) runs them, with the same stages,
+//! evidence and exit codes as `rlsgate run`.
 
 pub(crate) mod calls;
 pub mod config;
 pub(crate) mod dlq;
 pub(crate) mod dml;
+pub mod draft;
 pub(crate) mod privileges;
 pub(crate) mod references;
 pub(crate) mod seed;

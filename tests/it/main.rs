@@ -12,6 +12,7 @@ mod campaign; // the reference holds under every fault; each variant is caught b
 mod cli; // the binary: setup is idempotent, run prints a verdict
 mod evidence; // snapshots of every artifact; same seed, same evidence; evidence --from
 mod existing; // an existing database: a scratch copy by default, --in-place, left exactly as it was
+mod init; // rlsgate init: drafts of the examples match their files and hold; bad input named
 mod matrix; // access.html in a real browser; the pgTAP suite green under pg_prove, red on a broken copy
 mod migrations; // as migration_owner, atomic per file, checksummed, re-runnable
 mod probes; // no false pass: a probe holds only when the thing under test refused it
