@@ -7,19 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Run the binary with `args`, the URL variables of the environment left out.
-fn rlsgate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rlsgate"))
-        .args(args)
-        .env_remove("RLSGATE_DATABASE_URL")
-        .env_remove("RLSGATE_RUNTIME_URL")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::rlsgate_without_urls as rlsgate;
 
 fn example(name: &str) -> String {
     format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))

@@ -4,29 +4,13 @@
 //! `rlsgate evidence --from` reproduces the files.
 use std::process::Command;
 
-use rlsgate::Settings;
-use rlsgate::campaign::{self, CampaignOptions};
 use rlsgate::evidence::{self, Artifacts};
 use rlsgate::report::Report;
 use rlsgate::system::Variant;
-use rlsgate::workload::WorkloadShape;
 
-/// A campaign whose evidence is reproducible byte for byte: one delivery at a time (with more,
-/// the interleaving is real and counts may differ from run to run), a fixed seed.
+/// A campaign whose evidence is reproducible byte for byte (`support::reproducible_campaign`).
 async fn campaign(variants: &[Variant]) -> Report {
-    let options = CampaignOptions {
-        cases: 8,
-        seed: 11,
-        variants: variants.iter().copied().collect(),
-        shape: WorkloadShape {
-            max_concurrency: 1,
-            ..WorkloadShape::default()
-        },
-        ..CampaignOptions::default()
-    };
-    campaign::run(&Settings::from_env().unwrap(), &options)
-        .await
-        .unwrap()
+    crate::support::reproducible_campaign(variants, None).await
 }
 
 /// Snapshot every artifact of `report` as `<name>-<artifact>`. For a broken variant the

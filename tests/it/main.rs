@@ -18,6 +18,7 @@ mod migrations; // as migration_owner, atomic per file, checksummed, re-runnable
 mod probes; // no false pass: a probe holds only when the thing under test refused it
 mod project; // bring your own schema: examples hold, broken copies caught, bad configs named
 mod sarif; // results.sarif: valid SARIF 2.1.0, violations at their migration lines
+mod sarif_schema; // the official SARIF 2.1.0 schema and a validator (shared with the unit tests)
 mod shards; // --shard K/N and rlsgate merge: merged shards equal the unsharded run
 mod static_checks; // least-privilege, rls-coverage, runtime-identity, runtime-lacks-ddl: reference holds, breakages caught
 mod support; // fixtures: settings, the shared server, a fresh database

@@ -99,19 +99,10 @@ fn cells(dom: &str) -> Vec<[String; 5]> {
         .collect()
 }
 
+/// The binary with `args`: its exit code and everything it printed.
 fn rlsgate(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rlsgate"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let (code, stdout, stderr) = crate::support::rlsgate(args);
+    (code, format!("{stdout}{stderr}"))
 }
 
 /// The local backend's server: the pgTAP extension installs beside the local server binaries

@@ -2,73 +2,17 @@
 //! official SARIF 2.1.0 schema and points each violation at the migration statement behind it;
 //! `run` on the built-in system writes valid SARIF whose findings are logical locations.
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
-fn rlsgate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rlsgate"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The official SARIF 2.1.0 schema, from the serde-sarif crate's sources (the version
-/// Cargo.lock pins, found through `cargo metadata`).
-fn schema() -> Value {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cargo metadata: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let metadata: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let manifest = metadata["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "serde-sarif")
-        .expect("serde-sarif is a dev-dependency")["manifest_path"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let path = Path::new(&manifest).with_file_name("src/schema.json");
-    // The published schema's `language` patterns end in an unescaped `]`, a literal in
-    // ECMA-262 that draft-07's `regex` format rejects: escaped, same meaning.
-    let text = std::fs::read_to_string(&path).unwrap();
-    let erratum = r#""^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}]?$""#;
-    assert!(text.contains(erratum), "{} has changed", path.display());
-    let text = text.replace(erratum, r#""^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}\\]?$""#);
-    let schema: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(
-        schema["$id"],
-        "https://raw.githubusercontent.com/oasis-tcs/sarif-spec/master/Schemata/sarif-schema-2.1.0.json"
-    );
-    schema
-}
+use crate::sarif_schema::schema_errors;
+use crate::support::rlsgate;
 
 /// `dir/results.sarif`, asserted valid against the SARIF 2.1.0 schema.
 fn valid_sarif(dir: &Path) -> (String, Value) {
     let text = std::fs::read_to_string(dir.join("results.sarif")).unwrap();
     let instance: Value = serde_json::from_str(&text).unwrap();
-    let validator = jsonschema::options()
-        .should_validate_formats(true)
-        .build(&schema())
-        .unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&instance)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
+    let errors = schema_errors(&text);
     assert!(errors.is_empty(), "{errors:#?}\n{text}");
     (text, instance)
 }

@@ -4,53 +4,21 @@
 //! invariant; `rlsgate merge` refuses reports that do not belong together; bad `--shard` values
 //! get clear errors before anything starts.
 use std::path::Path;
-use std::process::Command;
 
 use rlsgate::Settings;
-use rlsgate::campaign::{self, CampaignOptions, ProjectOptions, Source};
+use rlsgate::campaign::{self, ProjectOptions, Source};
 use rlsgate::invariants::InvariantId;
 use rlsgate::report::merge::Part;
 use rlsgate::report::{Report, Shard, Verdict, merge};
 use rlsgate::system::Variant;
-use rlsgate::workload::WorkloadShape;
 
-use crate::support::shared_server;
-
-fn rlsgate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rlsgate"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// A campaign of 8 cases whose counts are reproducible (one delivery at a time), as `shard`.
-async fn campaign(variants: &[Variant], shard: Option<Shard>) -> Report {
-    let options = CampaignOptions {
-        cases: 8,
-        seed: 11,
-        variants: variants.iter().copied().collect(),
-        shape: WorkloadShape {
-            max_concurrency: 1,
-            ..WorkloadShape::default()
-        },
-        shard,
-        ..CampaignOptions::default()
-    };
-    campaign::run(&Settings::from_env().unwrap(), &options)
-        .await
-        .unwrap()
-}
+use crate::support::{reproducible_campaign, rlsgate, shared_server};
 
 /// Shards 1/2 and 2/2 of `variants`' campaign, merged, and the unsharded run.
 async fn sharded_and_not(variants: &[Variant]) -> (Report, Report, Report, Report) {
     let _server = shared_server().await;
-    let one = campaign(variants, Some(Shard::new(1, 2).unwrap())).await;
-    let two = campaign(variants, Some(Shard::new(2, 2).unwrap())).await;
+    let one = reproducible_campaign(variants, Some(Shard::new(1, 2).unwrap())).await;
+    let two = reproducible_campaign(variants, Some(Shard::new(2, 2).unwrap())).await;
     let parts = vec![
         Part {
             name: "shard-2".into(),
@@ -62,7 +30,7 @@ async fn sharded_and_not(variants: &[Variant]) -> (Report, Report, Report, Repor
         },
     ];
     let merged = merge(parts, false).unwrap();
-    let unsharded = campaign(variants, None).await;
+    let unsharded = reproducible_campaign(variants, None).await;
     (one, two, merged, unsharded)
 }
 

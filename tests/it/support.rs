@@ -53,3 +53,48 @@ pub fn findings(report: &rlsgate::report::Report) -> String {
     }
     out
 }
+
+/// The binary with `args`: its exit code (-1 when a signal ended it), stdout and stderr.
+pub fn rlsgate(args: &[&str]) -> (i32, String, String) {
+    output(std::process::Command::new(env!("CARGO_BIN_EXE_rlsgate")).args(args))
+}
+
+/// [`rlsgate`] with the environment's URLs unset, so only the flags name databases.
+pub fn rlsgate_without_urls(args: &[&str]) -> (i32, String, String) {
+    output(
+        std::process::Command::new(env!("CARGO_BIN_EXE_rlsgate"))
+            .args(args)
+            .env_remove("RLSGATE_DATABASE_URL")
+            .env_remove("RLSGATE_RUNTIME_URL"),
+    )
+}
+
+fn output(command: &mut std::process::Command) -> (i32, String, String) {
+    let out = command.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A campaign of 8 cases against the built-in system whose counts and evidence are
+/// reproducible (one delivery at a time: with more, the interleaving is real and counts may
+/// differ from run to run; seed 11), with `variants` switched on, as `shard` (all cases: `None`).
+pub async fn reproducible_campaign(
+    variants: &[rlsgate::system::Variant],
+    shard: Option<rlsgate::report::Shard>,
+) -> rlsgate::report::Report {
+    let options = rlsgate::campaign::CampaignOptions {
+        cases: 8,
+        seed: 11,
+        variants: variants.iter().copied().collect(),
+        shape: rlsgate::workload::WorkloadShape {
+            max_concurrency: 1,
+            ..rlsgate::workload::WorkloadShape::default()
+        },
+        shard,
+        ..rlsgate::campaign::CampaignOptions::default()
+    };
+    rlsgate::campaign::run(&settings(), &options).await.unwrap()
+}
