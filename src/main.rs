@@ -651,10 +651,11 @@ fn baseline(from: &Path, out: &Path) -> anyhow::Result<ExitCode> {
     baseline.file.clear();
     std::fs::write(out, baseline.to_json())
         .with_context(|| format!("writing {}", out.display()))?;
+    let n = baseline.findings.len();
     println!(
-        "wrote {} ({} findings)",
+        "wrote {} ({n} finding{})",
         out.display(),
-        baseline.findings.len()
+        if n == 1 { "" } else { "s" }
     );
     if baseline.left_out > 0 {
         eprintln!(

@@ -321,6 +321,8 @@ fn keys_for(o: &Observation, object: &str, origins: &Origins) -> Vec<String> {
         if let Some((schema, _)) = object.rsplit_once('.') {
             keys.push(format!("grant all-tables {schema}"));
         }
+    } else if about_keys(o) {
+        // A key is declared where the table is: the CREATE below.
     } else if o.probe.starts_with("catalog:view") {
         keys.push(format!("altered {object}"));
     } else if o.probe.starts_with("catalog:relrowsecurity")
@@ -357,6 +359,12 @@ fn about_privileges(o: &Observation) -> bool {
         || o.probe.starts_with("catalog:dlq")
         || o.probe.starts_with("catalog:has_")
         || o.probe.starts_with("catalog:column_privileges")
+}
+
+/// True for findings about a table's keys (a unique key shared by every tenant, a foreign key
+/// that does not carry the tenant): fixed where the table declares them, not in its policies.
+fn about_keys(o: &Observation) -> bool {
+    o.invariant == InvariantId::SideChannels || o.probe.starts_with("XREF")
 }
 
 /// True for findings about which rows a tenant reaches (policies).
@@ -581,6 +589,34 @@ mod tests {
             20
         );
         assert_eq!(sarif["runs"][0]["properties"]["verdict"], "fail");
+    }
+
+    #[test]
+    fn a_finding_about_a_key_points_at_the_table_not_its_policies() {
+        let origins = Origins::default();
+        for o in [
+            Observation::violated(
+                InvariantId::WriteCheck,
+                "XREF:notes_contact_fkey",
+                "went in",
+            )
+            .on("public.notes"),
+            Observation::violated(InvariantId::SideChannels, "UNIQUE", "collided")
+                .on("public.notes"),
+        ] {
+            assert_eq!(
+                keys_for(&o, "public.notes", &origins),
+                ["relation public.notes"],
+                "{}",
+                o.probe
+            );
+        }
+        let read = Observation::violated(InvariantId::TenantIsolation, "READ", "saw B's row")
+            .on("public.notes");
+        assert_eq!(
+            keys_for(&read, "public.notes", &origins),
+            ["rows public.notes", "relation public.notes"]
+        );
     }
 
     #[test]
