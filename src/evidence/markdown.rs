@@ -63,6 +63,10 @@ pub fn render(report: &Report, identity: &str, privileges: &str, policies: &str)
     if let Some(shards) = &report.shards {
         let _ = writeln!(out, "| shards | {} |", shards.describe());
     }
+    let _ = writeln!(
+        out,
+        "| beside this file | `access.html` (the access matrix: relation × command × context), `results.sarif` (code scanning), `junit.xml`, `report.json` |"
+    );
     if report.project.is_some() {
         let _ = writeln!(
             out,
