@@ -109,7 +109,10 @@ async fn shards_merged_equal_the_unsharded_run() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("shard(s) 2 of 2 missing"), "{stderr}");
     let (code, stdout, _) = rlsgate(&["merge", &d1, "--partial", "--out", &out]);
-    assert_eq!(code, 3, "a partial merge is not a pass (inconclusive: 3): {stdout}");
+    assert_eq!(
+        code, 3,
+        "a partial merge is not a pass (inconclusive: 3): {stdout}"
+    );
     assert!(stdout.contains("verdict: inconclusive"), "{stdout}");
 }
 
