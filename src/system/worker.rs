@@ -30,13 +30,21 @@ pub const FIRST_RECONNECT_WAIT: Duration = Duration::from_millis(10);
 /// The longest single wait before trying an unreachable server again.
 pub const MAX_RECONNECT_WAIT: Duration = Duration::from_millis(250);
 
-const CLAIM: &str =
+/// The tenant context and the task id as `application_name`, both transaction-local (`$3`)
+/// unless a variant says otherwise: `$1` the setting, `$2` the tenant, `$4` the task id.
+pub(crate) const CONTEXT: &str =
+    "SELECT set_config($1, $2, $3), set_config('application_name', left($4, 63), true)";
+
+/// The claim of a request: `$1` tenant, `$2` endpoint, `$3` request id, `$4` metadata; returns
+/// the row's id and its month, or no row for a replay.
+pub(crate) const CLAIM: &str =
     "INSERT INTO llm_api_calls (tenant_id, endpoint, model, request_id, request_metadata)
      VALUES ($1, $2, 'llm_stub', $3, $4)
      ON CONFLICT (tenant_id, request_id, endpoint) DO NOTHING
      RETURNING id, to_char(date_trunc('month', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD')";
 
-const ROLLUP_UPSERT: &str = "INSERT INTO llm_monthly_costs (tenant_id, month, total_cost_cents, total_calls, model_breakdown)
+/// The month's rollup: `$1` tenant, `$2` month (as the claim returned it).
+pub(crate) const ROLLUP_UPSERT: &str = "INSERT INTO llm_monthly_costs (tenant_id, month, total_cost_cents, total_calls, model_breakdown)
      VALUES ($1, $2::text::date, 0, 1, jsonb_build_object('llm_stub', jsonb_build_object('calls', 1, 'cost_cents', 0)))
      ON CONFLICT (tenant_id, month) DO UPDATE SET
        total_calls = llm_monthly_costs.total_calls + 1,
@@ -44,6 +52,16 @@ const ROLLUP_UPSERT: &str = "INSERT INTO llm_monthly_costs (tenant_id, month, to
        model_breakdown = llm_monthly_costs.model_breakdown || jsonb_build_object('llm_stub', jsonb_build_object(
          'calls', coalesce((llm_monthly_costs.model_breakdown -> 'llm_stub' ->> 'calls')::bigint, 0) + 1,
          'cost_cents', coalesce((llm_monthly_costs.model_breakdown -> 'llm_stub' ->> 'cost_cents')::bigint, 0)))";
+
+/// The job row of an investigation: `$1` tenant, `$2` request id.
+pub(crate) const INVESTIGATION_JOB: &str =
+    "INSERT INTO investigations (tenant_id, query, status, result)
+     VALUES ($1, 'stubbed:' || $2, 'completed', '{}'::jsonb) RETURNING id";
+
+/// The job row of a budget optimisation: `$1` tenant, `$2` request id.
+pub(crate) const BUDGET_JOB: &str =
+    "INSERT INTO budget_optimization_jobs (tenant_id, status, recommendations)
+     VALUES ($1, 'completed', jsonb_build_object('request_id', $2::text)) RETURNING id";
 
 /// How the worker runs.
 #[derive(Debug, Clone)]
@@ -329,7 +347,7 @@ impl Worker {
         // The tenant context, and the task id as application_name (so operators, and the fault
         // injector, can tell which task a backend runs), both transaction-local.
         tx.execute(
-            "SELECT set_config($1, $2, $3), set_config('application_name', left($4, 63), true)",
+            CONTEXT,
             &[
                 &TENANT_SETTING,
                 &tenant.to_string(),
@@ -405,24 +423,16 @@ impl Worker {
         }
         let job_id: Option<Uuid> = match task.task_name.job_table() {
             Some("investigations") => Some(
-                tx.query_one(
-                    "INSERT INTO investigations (tenant_id, query, status, result)
-                     VALUES ($1, 'stubbed:' || $2, 'completed', '{}'::jsonb) RETURNING id",
-                    &[&tenant, &request_id],
-                )
-                .await
-                .map_err(|e| Failure::from_db("job row", &e))?
-                .get(0),
+                tx.query_one(INVESTIGATION_JOB, &[&tenant, &request_id])
+                    .await
+                    .map_err(|e| Failure::from_db("job row", &e))?
+                    .get(0),
             ),
             Some(_) => Some(
-                tx.query_one(
-                    "INSERT INTO budget_optimization_jobs (tenant_id, status, recommendations)
-                     VALUES ($1, 'completed', jsonb_build_object('request_id', $2::text)) RETURNING id",
-                    &[&tenant, &request_id],
-                )
-                .await
-                .map_err(|e| Failure::from_db("job row", &e))?
-                .get(0),
+                tx.query_one(BUDGET_JOB, &[&tenant, &request_id])
+                    .await
+                    .map_err(|e| Failure::from_db("job row", &e))?
+                    .get(0),
             ),
             None => None,
         };
