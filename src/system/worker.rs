@@ -345,6 +345,7 @@ impl Worker {
         tenant: Uuid,
         mint: bool,
     ) -> std::result::Result<Outcome, Failure> {
+        let first = FirstFlight::prepare(conn, task).await?;
         let client: &tokio_postgres::Client = conn;
         let mut tx = Open::new(client);
         let request_id = if self.has(Variant::RequestIdPerAttempt) || mint {
@@ -353,29 +354,15 @@ impl Worker {
             task.request_id_for(tenant)
         };
         let Some((call_id, month)) = self
-            .begin_and_claim(conn, task, tenant, &request_id)
+            .begin_and_claim(client, &first, task, tenant, &request_id)
             .await?
         else {
             // A replay: the request was claimed before. Return that row; write nothing more.
-            let endpoint = task.task_name.as_str();
-            let replay = prepared(conn, "replay lookup", REPLAY).await?;
-            let existing = client
-                .query_opt(&replay, &[&tenant, &request_id, &endpoint])
-                .await
-                .map_err(|e| Failure::from_db("replay lookup", &e))?
-                .ok_or_else(|| {
-                    Failure::new(
-                        ErrorClass::Database,
-                        "replay lookup",
-                        "the claimed row is not visible",
-                    )
-                })?;
+            let call_id = replayed(conn, task, tenant, &request_id).await?;
             tx.commit()
                 .await
                 .map_err(|e| Failure::from_db("commit", &e))?;
-            return Ok(Outcome::Replayed {
-                call_id: existing.get(0),
-            });
+            return Ok(Outcome::Replayed { call_id });
         };
         if self.has(Variant::ClaimCommittedEarly) {
             // The broken design: the claim commits on its own, the rest follows in a second
@@ -403,8 +390,18 @@ impl Worker {
         let job_id = self
             .job_and_rollup(conn, task, tenant, &request_id, &month)
             .await?;
-        tx.done = true;
-        match client.batch_execute("COMMIT").await {
+        let committed = tx.commit().await;
+        self.after_commit(committed, call_id, job_id)
+    }
+
+    /// The outcome of an attempt whose COMMIT ended with `committed`.
+    fn after_commit(
+        &self,
+        committed: std::result::Result<(), tokio_postgres::Error>,
+        call_id: Uuid,
+        job_id: Option<Uuid>,
+    ) -> std::result::Result<Outcome, Failure> {
+        match committed {
             Ok(()) => Ok(Outcome::Committed {
                 call_id,
                 job_id,
@@ -436,13 +433,12 @@ impl Worker {
     /// row's id and month, or `None` for a replay.
     async fn begin_and_claim(
         &self,
-        conn: &Object,
+        client: &tokio_postgres::Client,
+        st: &FirstFlight,
         task: &TaskMessage,
         tenant: Uuid,
         request_id: &str,
     ) -> std::result::Result<Option<(Uuid, String)>, Failure> {
-        let st = FirstFlight::prepare(conn, task).await?;
-        let client: &tokio_postgres::Client = conn;
         let transaction_local = !self.has(Variant::SessionContext);
         let tenant_text = tenant.to_string();
         let endpoint = task.task_name.as_str();
@@ -840,6 +836,30 @@ async fn prepared(conn: &Object, step: &str, sql: &str) -> std::result::Result<S
     conn.prepare_cached(sql)
         .await
         .map_err(|e| Failure::from_db(step, &e))
+}
+
+/// The id of the audit row a replay found (claimed before, by an earlier delivery).
+async fn replayed(
+    conn: &Object,
+    task: &TaskMessage,
+    tenant: Uuid,
+    request_id: &str,
+) -> std::result::Result<Uuid, Failure> {
+    let replay = prepared(conn, "replay lookup", REPLAY).await?;
+    let client: &tokio_postgres::Client = conn;
+    let endpoint = task.task_name.as_str();
+    client
+        .query_opt(&replay, &[&tenant, &request_id, &endpoint])
+        .await
+        .map_err(|e| Failure::from_db("replay lookup", &e))?
+        .map(|row| row.get(0))
+        .ok_or_else(|| {
+            Failure::new(
+                ErrorClass::Database,
+                "replay lookup",
+                "the claimed row is not visible",
+            )
+        })
 }
 
 /// [`prepared`], for a statement the attempt may not need.
