@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The top-level modules, lowest layer first: a module may use only the modules before it.
-const LAYERS: [&str; 32] = [
+const LAYERS: [&str; 33] = [
     "error",
     "advisories",
     "sql",
@@ -36,6 +36,7 @@ const LAYERS: [&str; 32] = [
     "campaign",
     "check",
     "setup",
+    "pgbench",
     "bench",
     "doctor",
     "architecture",

@@ -3,6 +3,7 @@
 //! test, as `#[sqlx::test]` does). Targets are reported, never asserted.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -12,9 +13,10 @@ use crate::campaign::{self, CampaignOptions};
 use crate::config::{BackendChoice, Settings};
 use crate::error::Result;
 use crate::migrations::MigrationSet;
+use crate::pgbench::Pgbench;
 use crate::provision::{self, Server};
 use crate::roles::{MIGRATION_OWNER, Role};
-use crate::system::{TaskMessage, TaskName, Variant, Worker, WorkerConfig};
+use crate::system::{Outcome, TaskMessage, TaskName, Variant, Worker, WorkerConfig};
 use crate::workload::WorkloadShape;
 
 /// How much to measure.
@@ -22,8 +24,11 @@ use crate::workload::WorkloadShape;
 pub struct BenchOptions {
     /// Repetitions of each timing.
     pub repetitions: usize,
-    /// Tasks per throughput measurement.
-    pub tasks: usize,
+    /// How long the worker, and then pgbench, run per repetition of a throughput measurement.
+    pub duration: Duration,
+    /// Measure only the worker against pgbench (no server start, isolation, campaigns, growth
+    /// or detection).
+    pub worker_only: bool,
     /// Concurrency levels of the throughput measurements.
     pub concurrency: Vec<usize>,
     /// Tasks per case for the growth measurement.
@@ -42,7 +47,8 @@ impl Default for BenchOptions {
     fn default() -> Self {
         Self {
             repetitions: 5,
-            tasks: 400,
+            duration: Duration::from_secs(3),
+            worker_only: false,
             concurrency: vec![1, 4, 16],
             growth_tasks: vec![10, 100, 1000],
             growth_tenants: vec![2, 8, 32],
@@ -58,7 +64,8 @@ impl BenchOptions {
     pub fn tiny() -> Self {
         Self {
             repetitions: 1,
-            tasks: 20,
+            duration: Duration::from_secs(1),
+            worker_only: false,
             concurrency: vec![1, 4],
             growth_tasks: vec![5, 10],
             growth_tenants: vec![2, 4],
@@ -111,14 +118,37 @@ fn ms(d: Duration) -> f64 {
 /// Throughput at one concurrency level.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Throughput {
-    /// Deliveries at once (and pool size).
+    /// Deliveries at once (and pool size; pgbench's clients).
     pub concurrency: usize,
-    /// Tasks per second of the worker alone, no faults (median of the repetitions).
+    /// Tasks per second of the worker alone, no faults, committed tasks only (median of the
+    /// repetitions).
     pub tasks_per_second: f64,
-    /// A campaign with the default fault mix at this concurrency: tasks per second.
-    pub campaign_tasks_per_second: f64,
+    /// Tasks of the worker's measurement that did not commit (none is expected without faults).
+    pub tasks_not_committed: usize,
+    /// pgbench running the worker's statements as the worker's login on the same database,
+    /// for as long, alternating with the worker: transactions per second (median), or `None`
+    /// without pgbench ([`BenchReport::pgbench`] says why).
+    pub pgbench_tps: Option<f64>,
+    /// `tasks_per_second / pgbench_tps`.
+    pub worker_to_pgbench: Option<f64>,
+    /// A campaign with the default fault mix at this concurrency: tasks per second (`None`
+    /// when only the worker was measured).
+    pub campaign_tasks_per_second: Option<f64>,
     /// The same campaign: cases per second (cases, probes and checks included).
-    pub campaign_cases_per_second: f64,
+    pub campaign_cases_per_second: Option<f64>,
+}
+
+/// The pgbench the worker is measured against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PgbenchComparison {
+    /// The program and its version, when found.
+    pub program: Option<String>,
+    /// Why there is no comparison (pgbench missing), when there is none.
+    pub unavailable: Option<String>,
+    /// The command line of one run (the login is in the environment).
+    pub command: Option<String>,
+    /// Seconds per run of the worker and of pgbench.
+    pub seconds: u64,
 }
 
 /// Time per case at one size.
@@ -161,6 +191,8 @@ pub struct BenchReport {
     pub isolation_ratios: BTreeMap<String, f64>,
     /// Throughput per concurrency level.
     pub throughput: Vec<Throughput>,
+    /// The pgbench the worker's throughput is compared with.
+    pub pgbench: PgbenchComparison,
     /// Time per case as tasks grow (at the smallest tenant count) and as tenants grow (at the
     /// largest task count).
     pub growth: Vec<Growth>,
@@ -171,11 +203,80 @@ pub struct BenchReport {
 }
 
 /// Run every measurement on the backend `settings` select (and both local and container for
-/// server start, where they can run).
+/// server start, where they can run); with [`BenchOptions::worker_only`], only the worker
+/// against pgbench.
 ///
 /// # Errors
-/// A harness error when a server, database or campaign fails.
+/// A harness error when a server, database, campaign or pgbench fails.
 pub async fn run(settings: &Settings, options: &BenchOptions) -> Result<BenchReport> {
+    let server_ready = if options.worker_only {
+        BTreeMap::new()
+    } else {
+        server_ready(settings, options.repetitions).await?
+    };
+    let server = Server::start(settings).await?;
+    let backend = server.backend().to_string();
+    let (isolation, isolation_ratios) = if options.worker_only {
+        (BTreeMap::new(), BTreeMap::new())
+    } else {
+        let isolation = isolation(&server, options.repetitions).await?;
+        let ratios = isolation_ratios(&isolation);
+        (isolation, ratios)
+    };
+    let pgbench = Pgbench::find(settings);
+    let seconds = options.duration.as_secs().max(1);
+    let mut throughput = Vec::new();
+    for &c in &options.concurrency {
+        let mut t = worker_against_pgbench(&server, options, c, pgbench.as_ref().ok()).await?;
+        if !options.worker_only {
+            let campaign = campaign::run(
+                settings,
+                &CampaignOptions {
+                    cases: options.cases,
+                    pool_size: c,
+                    shape: WorkloadShape {
+                        max_concurrency: c,
+                        ..WorkloadShape::default()
+                    }
+                    .without_crashes(),
+                    ..CampaignOptions::default()
+                },
+            )
+            .await?;
+            t.campaign_tasks_per_second = Some(campaign.performance.tasks_per_second);
+            t.campaign_cases_per_second = Some(campaign.performance.cases_per_second);
+        }
+        throughput.push(t);
+    }
+    let (growth, detection) = if options.worker_only {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            growth(&server, options).await?,
+            detection(settings, options).await?,
+        )
+    };
+    let top = options.concurrency.last().copied().unwrap_or(1);
+    Ok(BenchReport {
+        backend,
+        server_ready,
+        isolation,
+        isolation_ratios,
+        throughput,
+        pgbench: PgbenchComparison {
+            program: pgbench.as_ref().ok().map(Pgbench::describe),
+            unavailable: pgbench.as_ref().err().cloned(),
+            command: pgbench.as_ref().ok().map(|p| p.command(top, seconds)),
+            seconds,
+        },
+        growth,
+        detection,
+        peak_rss_kib: peak_rss_kib(),
+    })
+}
+
+/// Server start to first successful query, per backend that can run here.
+async fn server_ready(settings: &Settings, repetitions: usize) -> Result<BTreeMap<String, Stat>> {
     let mut server_ready = BTreeMap::new();
     for backend in [BackendChoice::Local, BackendChoice::Container] {
         let mut s = settings.clone();
@@ -184,7 +285,7 @@ pub async fn run(settings: &Settings, options: &BenchOptions) -> Result<BenchRep
             continue;
         };
         let mut samples = Vec::new();
-        for _ in 0..options.repetitions {
+        for _ in 0..repetitions {
             let started = Instant::now();
             let server = Server::start_selected(&s, selection.clone()).await?;
             server.version().await?;
@@ -193,12 +294,12 @@ pub async fn run(settings: &Settings, options: &BenchOptions) -> Result<BenchRep
         }
         server_ready.insert(backend.to_string(), Stat::of(samples));
     }
+    Ok(server_ready)
+}
 
-    let server = Server::start(settings).await?;
-    let backend = server.backend().to_string();
-    let isolation = isolation(&server, options.repetitions).await?;
+fn isolation_ratios(isolation: &BTreeMap<String, Stat>) -> BTreeMap<String, f64> {
     let ratio = |a: &str, b: &str| isolation[a].median_ms / isolation[b].median_ms.max(1e-9);
-    let isolation_ratios = [
+    [
         (
             "migrations/template_clone".to_string(),
             ratio("migrations", "template_clone"),
@@ -208,49 +309,93 @@ pub async fn run(settings: &Settings, options: &BenchOptions) -> Result<BenchRep
             ratio("template_clone", "fresh_tenants"),
         ),
     ]
-    .into();
+    .into()
+}
 
-    let mut throughput = Vec::new();
-    for &c in &options.concurrency {
-        let db = server.fresh_database().await?;
-        let tenant = Uuid::new_v4();
-        crate::system::create_tenant(&db, tenant, "bench").await?;
-        let worker = Worker::connect(
-            &db,
-            WorkerConfig {
-                pool_size: c,
-                ..WorkerConfig::default()
-            },
-        )
-        .await?;
-        let mut rates = Vec::new();
-        for rep in 0..options.repetitions {
-            let started = Instant::now();
-            run_tasks(&worker, tenant, rep, options.tasks, c).await;
-            rates.push(options.tasks as f64 / started.elapsed().as_secs_f64().max(1e-9));
+/// The worker alone at `concurrency` (its pool that size), then pgbench with as many clients
+/// on the same database, tenant and login, for the same time, alternating per repetition.
+async fn worker_against_pgbench(
+    server: &Server,
+    options: &BenchOptions,
+    concurrency: usize,
+    pgbench: Option<&Pgbench>,
+) -> Result<Throughput> {
+    let db = server.fresh_database().await?;
+    let tenant = Uuid::new_v4();
+    crate::system::create_tenant(&db, tenant, "bench").await?;
+    let config = WorkerConfig {
+        pool_size: concurrency,
+        ..WorkerConfig::default()
+    };
+    let login = db.config(Worker::role_for(&config)).await?;
+    let worker = Arc::new(Worker::connect_with(login.clone(), config)?);
+    // Open the pool's logins first: pgbench leaves its connection time out too.
+    run_worker(&worker, tenant, usize::MAX, concurrency, Duration::ZERO).await;
+    let seconds = options.duration.as_secs().max(1);
+    let (mut rates, mut tps, mut not_committed) = (Vec::new(), Vec::new(), 0);
+    for rep in 0..options.repetitions {
+        let duration = Duration::from_secs(seconds);
+        let (committed, others) = run_worker(&worker, tenant, rep, concurrency, duration).await;
+        rates.push(committed as f64 / duration.as_secs_f64());
+        not_committed += others;
+        if let Some(pgbench) = pgbench {
+            tps.push(pgbench.run(&login, tenant, concurrency, seconds).await?);
         }
-        let campaign = campaign::run(
-            settings,
-            &CampaignOptions {
-                cases: options.cases,
-                pool_size: c,
-                shape: WorkloadShape {
-                    max_concurrency: c,
-                    ..WorkloadShape::default()
+    }
+    let tasks_per_second = Stat::of(rates).median_ms;
+    let pgbench_tps = pgbench.map(|_| Stat::of(tps).median_ms);
+    Ok(Throughput {
+        concurrency,
+        tasks_per_second,
+        tasks_not_committed: not_committed,
+        pgbench_tps,
+        worker_to_pgbench: pgbench_tps.map(|p| tasks_per_second / p.max(1e-9)),
+        campaign_tasks_per_second: None,
+        campaign_cases_per_second: None,
+    })
+}
+
+/// `concurrency` deliveries at once, each executing tasks one after another (cycling through
+/// the task kinds) until `duration` is up (at least one task each); committed tasks and the
+/// others.
+async fn run_worker(
+    worker: &Arc<Worker>,
+    tenant: Uuid,
+    rep: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> (usize, usize) {
+    let deadline = Instant::now() + duration;
+    let mut set = tokio::task::JoinSet::new();
+    for client in 0..concurrency.max(1) {
+        let worker = Arc::clone(worker);
+        set.spawn(async move {
+            let (mut committed, mut others) = (0, 0);
+            for i in 0.. {
+                let id = format!("bench-{rep}-{client}-{i}");
+                let task = TaskMessage::new(id, TaskName::ALL[i % 4], tenant, Uuid::new_v4());
+                match worker.execute(&task).await {
+                    Outcome::Committed { .. } => committed += 1,
+                    _ => others += 1,
                 }
-                .without_crashes(),
-                ..CampaignOptions::default()
-            },
-        )
-        .await?;
-        throughput.push(Throughput {
-            concurrency: c,
-            tasks_per_second: Stat::of(rates).median_ms,
-            campaign_tasks_per_second: campaign.performance.tasks_per_second,
-            campaign_cases_per_second: campaign.performance.cases_per_second,
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+            (committed, others)
         });
     }
+    let mut totals = (0, 0);
+    while let Some(done) = set.join_next().await {
+        let (c, o) = done.unwrap_or((0, 1));
+        totals = (totals.0 + c, totals.1 + o);
+    }
+    totals
+}
 
+/// Time per case as tasks grow (at the smallest tenant count) and as tenants grow (at the
+/// largest task count).
+async fn growth(server: &Server, options: &BenchOptions) -> Result<Vec<Growth>> {
     let mut growth = Vec::new();
     let first_tenants = options.growth_tenants.first().copied().unwrap_or(2);
     let last_tasks = options.growth_tasks.last().copied().unwrap_or(10);
@@ -277,9 +422,9 @@ pub async fn run(settings: &Settings, options: &BenchOptions) -> Result<BenchRep
             // A case builds its pool, so the time includes the logins.
             let started = Instant::now();
             let mut set = tokio::task::JoinSet::new();
-            let worker = std::sync::Arc::new(Worker::connect(&db, WorkerConfig::default()).await?);
+            let worker = Arc::new(Worker::connect(&db, WorkerConfig::default()).await?);
             for i in 0..tasks {
-                let w = std::sync::Arc::clone(&worker);
+                let w = Arc::clone(&worker);
                 let t = ids[i % ids.len()];
                 set.spawn(async move { w.execute(&message(t, rep, i)).await });
             }
@@ -292,7 +437,11 @@ pub async fn run(settings: &Settings, options: &BenchOptions) -> Result<BenchRep
             case: Stat::of(samples),
         });
     }
+    Ok(growth)
+}
 
+/// Time to detection of each variant, over the seeds.
+async fn detection(settings: &Settings, options: &BenchOptions) -> Result<Vec<Detection>> {
     let mut detection = Vec::new();
     for &v in &options.variants {
         let mut cases = Vec::new();
@@ -326,16 +475,7 @@ pub async fn run(settings: &Settings, options: &BenchOptions) -> Result<BenchRep
             median_seconds: Stat::of(secs).median_ms,
         });
     }
-    Ok(BenchReport {
-        backend,
-        server_ready,
-        isolation,
-        isolation_ratios,
-        throughput,
-        growth,
-        detection,
-        peak_rss_kib: peak_rss_kib(),
-    })
+    Ok(detection)
 }
 
 fn message(tenant: Uuid, rep: usize, i: usize) -> TaskMessage {
@@ -345,15 +485,6 @@ fn message(tenant: Uuid, rep: usize, i: usize) -> TaskMessage {
         tenant,
         Uuid::new_v4(),
     )
-}
-
-async fn run_tasks(worker: &Worker, tenant: Uuid, rep: usize, tasks: usize, concurrency: usize) {
-    use futures_util::StreamExt;
-    futures_util::stream::iter(0..tasks)
-        .map(|i| async move { worker.execute(&message(tenant, rep, i)).await })
-        .buffer_unordered(concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
 }
 
 /// The three ways to isolate a test case, each timed `repetitions` times.
@@ -420,32 +551,25 @@ impl BenchReport {
                 s.median_ms, s.min_ms, s.max_ms, s.n
             )
         };
-        let _ = writeln!(out, "server start to first query");
+        if !self.server_ready.is_empty() {
+            let _ = writeln!(out, "server start to first query");
+        }
         for (b, s) in &self.server_ready {
             let _ = writeln!(out, "  {b:<28} {}", stat(s));
         }
-        let _ = writeln!(out, "per-case isolation ({})", self.backend);
+        if !self.isolation.is_empty() {
+            let _ = writeln!(out, "per-case isolation ({})", self.backend);
+        }
         for (k, s) in &self.isolation {
             let _ = writeln!(out, "  {k:<28} {}", stat(s));
         }
         for (k, r) in &self.isolation_ratios {
             let _ = writeln!(out, "  ratio {k:<22} {r:>9.1}x");
         }
-        let _ = writeln!(
-            out,
-            "throughput (worker alone, no faults | campaign with faults)"
-        );
-        for t in &self.throughput {
-            let _ = writeln!(
-                out,
-                "  concurrency {:<16} {:>9.0} tasks/s | {:.0} tasks/s, {:.1} cases/s",
-                t.concurrency,
-                t.tasks_per_second,
-                t.campaign_tasks_per_second,
-                t.campaign_cases_per_second
-            );
+        out.push_str(&self.throughput_table());
+        if !self.growth.is_empty() {
+            let _ = writeln!(out, "growth (time per case)");
         }
-        let _ = writeln!(out, "growth (time per case)");
         for g in &self.growth {
             let _ = writeln!(
                 out,
@@ -455,7 +579,9 @@ impl BenchReport {
                 stat(&g.case)
             );
         }
-        let _ = writeln!(out, "time to detection (median over seeds, no shrinking)");
+        if !self.detection.is_empty() {
+            let _ = writeln!(out, "time to detection (median over seeds, no shrinking)");
+        }
         for d in &self.detection {
             let _ = writeln!(
                 out,
@@ -472,5 +598,97 @@ impl BenchReport {
             self.peak_rss_kib
         );
         out
+    }
+
+    /// The throughput lines: the worker against pgbench, and the campaigns.
+    fn throughput_table(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "throughput (worker alone, no faults, {} s runs | pgbench, same SQL, same login | campaign with faults)",
+            self.pgbench.seconds
+        );
+        for t in &self.throughput {
+            let pgbench = match (t.pgbench_tps, t.worker_to_pgbench) {
+                (Some(tps), Some(ratio)) => format!("{tps:.0} tps, worker {:.0}%", ratio * 100.0),
+                _ => "no pgbench".into(),
+            };
+            let campaign = match (t.campaign_tasks_per_second, t.campaign_cases_per_second) {
+                (Some(tasks), Some(cases)) => format!(" | {tasks:.0} tasks/s, {cases:.1} cases/s"),
+                _ => String::new(),
+            };
+            let failed = if t.tasks_not_committed > 0 {
+                format!(" ({} not committed)", t.tasks_not_committed)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "  concurrency {:<16} {:>9.0} tasks/s{failed} | {pgbench}{campaign}",
+                t.concurrency, t.tasks_per_second,
+            );
+        }
+        if let Some(reason) = &self.pgbench.unavailable {
+            let _ = writeln!(out, "  no pgbench comparison: {reason}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(pgbench: PgbenchComparison, pgbench_tps: Option<f64>) -> BenchReport {
+        BenchReport {
+            backend: "local".into(),
+            server_ready: BTreeMap::new(),
+            isolation: BTreeMap::new(),
+            isolation_ratios: BTreeMap::new(),
+            throughput: vec![Throughput {
+                concurrency: 4,
+                tasks_per_second: 900.0,
+                tasks_not_committed: 0,
+                pgbench_tps,
+                worker_to_pgbench: pgbench_tps.map(|p| 900.0 / p),
+                campaign_tasks_per_second: None,
+                campaign_cases_per_second: None,
+            }],
+            pgbench,
+            growth: Vec::new(),
+            detection: Vec::new(),
+            peak_rss_kib: 1,
+        }
+    }
+
+    #[test]
+    fn the_table_gives_the_ratio_to_pgbench_or_says_why_there_is_none() {
+        let found = report(
+            PgbenchComparison {
+                program: Some("pgbench".into()),
+                unavailable: None,
+                command: Some("pgbench -c 4".into()),
+                seconds: 3,
+            },
+            Some(1000.0),
+        );
+        assert!(found.table().contains("900 tasks/s | 1000 tps, worker 90%"));
+        let missing = report(
+            PgbenchComparison {
+                program: None,
+                unavailable: Some("pgbench is not installed".into()),
+                command: None,
+                seconds: 3,
+            },
+            None,
+        );
+        let table = missing.table();
+        assert!(table.contains("900 tasks/s | no pgbench"), "{table}");
+        assert!(table.contains("no pgbench comparison: pgbench is not installed"));
+        let json = serde_json::to_value(&missing).unwrap();
+        assert!(json["throughput"][0]["pgbench_tps"].is_null());
+        assert!(json["throughput"][0]["worker_to_pgbench"].is_null());
+        assert_eq!(json["pgbench"]["unavailable"], "pgbench is not installed");
     }
 }

@@ -79,6 +79,7 @@ pub(crate) mod faults;
 pub mod history;
 pub mod invariants;
 pub mod migrations;
+mod pgbench;
 pub mod policy_expression;
 pub(crate) mod probe;
 pub mod project;

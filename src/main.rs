@@ -170,6 +170,9 @@ enum Command {
         /// One repetition of everything at tiny sizes (a smoke test, not a measurement).
         #[arg(long)]
         tiny: bool,
+        /// Only the worker against pgbench (the throughput of the worker alone, no campaigns).
+        #[arg(long)]
+        worker_only: bool,
     },
     /// Render evidence.md, junit.xml, results.sarif and access.html again from a saved
     /// report.json (into the report's directory unless --out says otherwise).
@@ -424,7 +427,12 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 };
                 init(backend, options).await
             }
-            Command::Bench { backend, out, tiny } => bench(backend, &out, tiny).await,
+            Command::Bench {
+                backend,
+                out,
+                tiny,
+                worker_only,
+            } => bench(backend, &out, tiny, worker_only).await,
             Command::Evidence { from, out } => evidence(&from, out.as_deref()),
             Command::Clean { database_url } => clean(database_url).await,
             Command::Merge { dirs, out, partial } => merge(&dirs, &out, partial),
@@ -690,13 +698,19 @@ async fn init(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn bench(backend: Option<String>, out: &Path, tiny: bool) -> anyhow::Result<ExitCode> {
+async fn bench(
+    backend: Option<String>,
+    out: &Path,
+    tiny: bool,
+    worker_only: bool,
+) -> anyhow::Result<ExitCode> {
     let settings = settings(backend, None, None)?;
-    let options = if tiny {
+    let mut options = if tiny {
         rlsgate::bench::BenchOptions::tiny()
     } else {
         rlsgate::bench::BenchOptions::default()
     };
+    options.worker_only = worker_only;
     let report = rlsgate::bench::run(&settings, &options).await?;
     print!("{}", report.table());
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;

@@ -72,6 +72,19 @@ fn has_server_binaries(dir: &Path) -> bool {
     })
 }
 
+/// Where a PostgreSQL client `program` (pgbench, psql) may be: in `RLSGATE_PG_BINDIR`, then
+/// where the server binaries are looked for; only paths that exist.
+pub(crate) fn program_candidates(settings: &Settings, program: &str) -> Vec<PathBuf> {
+    settings
+        .bindir
+        .iter()
+        .cloned()
+        .chain(candidate_bindirs())
+        .map(|dir| dir.join(program))
+        .filter(|path| path.is_file())
+        .collect()
+}
+
 /// `pg_config --bindir`, then Debian's versioned directories (newest first), then the source
 /// install default, then `PATH`.
 fn candidate_bindirs() -> Vec<PathBuf> {

@@ -11,6 +11,7 @@
 pub(crate) mod container;
 pub mod external;
 pub(crate) mod local;
+pub(crate) use local::program_candidates;
 pub(crate) mod owner;
 
 use std::any::Any;

@@ -102,10 +102,11 @@ impl Failure {
     }
 
     /// Whether the connection failed before the attempt ran any statement of its task (it
-    /// could not be drawn from the pool, or BEGIN failed on it): the task did nothing yet, and
-    /// running it on a fresh connection is not a retry.
+    /// could not be drawn from the pool, preparing its statements or BEGIN failed on it): the
+    /// task did nothing yet, and running it on a fresh connection is not a retry.
     pub fn before_any_statement(&self) -> bool {
-        self.class == ErrorClass::Connection && matches!(self.step.as_str(), "connect" | "begin")
+        self.class == ErrorClass::Connection
+            && matches!(self.step.as_str(), "connect" | "prepare" | "begin")
     }
 
     /// Whether no connection could be opened because the server did not accept it (it is
@@ -234,6 +235,7 @@ mod tests {
                 .before_any_statement()
         );
         assert!(Failure::new(ErrorClass::Connection, "connect", "refused").before_any_statement());
+        assert!(Failure::new(ErrorClass::Connection, "prepare", "closed").before_any_statement());
         assert!(
             !Failure::new(ErrorClass::Connection, "claim", "terminated").before_any_statement()
         );

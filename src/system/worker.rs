@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
-use tokio_postgres::NoTls;
+use futures_util::FutureExt as _;
+use tokio_postgres::{NoTls, Statement};
 use uuid::Uuid;
 
 use crate::database::Database;
@@ -30,13 +31,21 @@ pub const FIRST_RECONNECT_WAIT: Duration = Duration::from_millis(10);
 /// The longest single wait before trying an unreachable server again.
 pub const MAX_RECONNECT_WAIT: Duration = Duration::from_millis(250);
 
-const CLAIM: &str =
+/// The tenant context and the task id as `application_name`, both transaction-local (`$3`)
+/// unless a variant says otherwise: `$1` the setting, `$2` the tenant, `$4` the task id.
+pub(crate) const CONTEXT: &str =
+    "SELECT set_config($1, $2, $3), set_config('application_name', left($4, 63), true)";
+
+/// The claim of a request: `$1` tenant, `$2` endpoint, `$3` request id, `$4` metadata; returns
+/// the row's id and its month, or no row for a replay.
+pub(crate) const CLAIM: &str =
     "INSERT INTO llm_api_calls (tenant_id, endpoint, model, request_id, request_metadata)
      VALUES ($1, $2, 'llm_stub', $3, $4)
      ON CONFLICT (tenant_id, request_id, endpoint) DO NOTHING
      RETURNING id, to_char(date_trunc('month', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD')";
 
-const ROLLUP_UPSERT: &str = "INSERT INTO llm_monthly_costs (tenant_id, month, total_cost_cents, total_calls, model_breakdown)
+/// The month's rollup: `$1` tenant, `$2` month (as the claim returned it).
+pub(crate) const ROLLUP_UPSERT: &str = "INSERT INTO llm_monthly_costs (tenant_id, month, total_cost_cents, total_calls, model_breakdown)
      VALUES ($1, $2::text::date, 0, 1, jsonb_build_object('llm_stub', jsonb_build_object('calls', 1, 'cost_cents', 0)))
      ON CONFLICT (tenant_id, month) DO UPDATE SET
        total_calls = llm_monthly_costs.total_calls + 1,
@@ -44,6 +53,16 @@ const ROLLUP_UPSERT: &str = "INSERT INTO llm_monthly_costs (tenant_id, month, to
        model_breakdown = llm_monthly_costs.model_breakdown || jsonb_build_object('llm_stub', jsonb_build_object(
          'calls', coalesce((llm_monthly_costs.model_breakdown -> 'llm_stub' ->> 'calls')::bigint, 0) + 1,
          'cost_cents', coalesce((llm_monthly_costs.model_breakdown -> 'llm_stub' ->> 'cost_cents')::bigint, 0)))";
+
+/// The job row of an investigation: `$1` tenant, `$2` request id.
+pub(crate) const INVESTIGATION_JOB: &str =
+    "INSERT INTO investigations (tenant_id, query, status, result)
+     VALUES ($1, 'stubbed:' || $2, 'completed', '{}'::jsonb) RETURNING id";
+
+/// The job row of a budget optimisation: `$1` tenant, `$2` request id.
+pub(crate) const BUDGET_JOB: &str =
+    "INSERT INTO budget_optimization_jobs (tenant_id, status, recommendations)
+     VALUES ($1, 'completed', jsonb_build_object('request_id', $2::text)) RETURNING id";
 
 /// How the worker runs.
 #[derive(Debug, Clone)]
@@ -314,6 +333,11 @@ impl Worker {
 
     /// One transaction; `mint` makes up a new request id (only the
     /// [`Variant::LostCommitNewRequestId`] variant asks for one).
+    ///
+    /// Three round trips: BEGIN, the context and the claim travel together; then the job row
+    /// and the rollup; then COMMIT, alone, sent only once every statement before it succeeded
+    /// (so a connection lost before COMMIT is a failure, and only one lost after it is unknown).
+    /// The statements are prepared once per connection and cached with it.
     async fn attempt_on(
         &self,
         conn: &mut Object,
@@ -321,81 +345,41 @@ impl Worker {
         tenant: Uuid,
         mint: bool,
     ) -> std::result::Result<Outcome, Failure> {
-        let tx = conn
-            .transaction()
-            .await
-            .map_err(|e| Failure::from_db("begin", &e))?;
-        let transaction_local = !self.has(Variant::SessionContext);
-        // The tenant context, and the task id as application_name (so operators, and the fault
-        // injector, can tell which task a backend runs), both transaction-local.
-        tx.execute(
-            "SELECT set_config($1, $2, $3), set_config('application_name', left($4, 63), true)",
-            &[
-                &TENANT_SETTING,
-                &tenant.to_string(),
-                &transaction_local,
-                &task.task_id,
-            ],
-        )
-        .await
-        .map_err(|e| Failure::from_db("set tenant context", &e))?;
-        set_timeouts(&tx, &task.faults).await?;
-        if self.has(Variant::AsyncCommit) {
-            tx.batch_execute("SET LOCAL synchronous_commit = off")
-                .await
-                .map_err(|e| Failure::from_db("set synchronous_commit", &e))?;
-        }
+        let first = FirstFlight::prepare(conn, task).await?;
+        let client: &tokio_postgres::Client = conn;
+        let mut tx = Open::new(client);
         let request_id = if self.has(Variant::RequestIdPerAttempt) || mint {
             Uuid::new_v4().simple().to_string()
         } else {
             task.request_id_for(tenant)
         };
-        let endpoint = task.task_name.as_str();
-        let metadata =
-            serde_json::json!({ "task_id": task.task_id, "correlation_id": task.correlation_id });
-        let claimed = tx
-            .query_opt(CLAIM, &[&tenant, &endpoint, &request_id, &metadata])
-            .await
-            .map_err(|e| Failure::from_db("claim", &e))?;
-        let Some(claimed) = claimed else {
+        let Some((call_id, month)) = self
+            .begin_and_claim(client, &first, task, tenant, &request_id)
+            .await?
+        else {
             // A replay: the request was claimed before. Return that row; write nothing more.
-            let existing = tx
-                .query_opt(
-                    "SELECT id FROM llm_api_calls WHERE tenant_id = $1 AND request_id = $2 AND endpoint = $3",
-                    &[&tenant, &request_id, &endpoint],
-                )
-                .await
-                .map_err(|e| Failure::from_db("replay lookup", &e))?
-                .ok_or_else(|| Failure::new(ErrorClass::Database, "replay lookup", "the claimed row is not visible"))?;
+            let call_id = replayed(conn, task, tenant, &request_id).await?;
             tx.commit()
                 .await
                 .map_err(|e| Failure::from_db("commit", &e))?;
-            return Ok(Outcome::Replayed {
-                call_id: existing.get(0),
-            });
+            return Ok(Outcome::Replayed { call_id });
         };
-        let call_id: Uuid = claimed.get(0);
-        let month: String = claimed.get(1);
-        let tx = if self.has(Variant::ClaimCommittedEarly) {
+        if self.has(Variant::ClaimCommittedEarly) {
             // The broken design: the claim commits on its own, the rest follows in a second
             // transaction, so a failure after the claim leaves the audit row behind.
             tx.commit()
                 .await
                 .map_err(|e| Failure::from_db("commit claim", &e))?;
-            let tx = conn
-                .transaction()
+            tx = Open::new(client);
+            tx.begin()
                 .await
                 .map_err(|e| Failure::from_db("begin", &e))?;
-            tx.execute(
-                "SELECT set_config($1, $2, true)",
-                &[&TENANT_SETTING, &tenant.to_string()],
-            )
-            .await
-            .map_err(|e| Failure::from_db("set tenant context", &e))?;
-            tx
-        } else {
-            tx
-        };
+            let setting = prepared(conn, "set tenant context", SETTING).await?;
+            client
+                .execute(&setting, &[&TENANT_SETTING, &tenant.to_string()])
+                .await
+                .map_err(|e| Failure::from_db("set tenant context", &e))?;
+        }
         if task.faults.fail_after_claim {
             return Err(Failure::new(
                 ErrorClass::Application,
@@ -403,37 +387,21 @@ impl Worker {
                 "forced failure after the claim",
             ));
         }
-        let job_id: Option<Uuid> = match task.task_name.job_table() {
-            Some("investigations") => Some(
-                tx.query_one(
-                    "INSERT INTO investigations (tenant_id, query, status, result)
-                     VALUES ($1, 'stubbed:' || $2, 'completed', '{}'::jsonb) RETURNING id",
-                    &[&tenant, &request_id],
-                )
-                .await
-                .map_err(|e| Failure::from_db("job row", &e))?
-                .get(0),
-            ),
-            Some(_) => Some(
-                tx.query_one(
-                    "INSERT INTO budget_optimization_jobs (tenant_id, status, recommendations)
-                     VALUES ($1, 'completed', jsonb_build_object('request_id', $2::text)) RETURNING id",
-                    &[&tenant, &request_id],
-                )
-                .await
-                .map_err(|e| Failure::from_db("job row", &e))?
-                .get(0),
-            ),
-            None => None,
-        };
-        if self.has(Variant::ReadThenWriteRollup) {
-            read_then_write_rollup(&tx, tenant, &month).await?;
-        } else {
-            tx.execute(ROLLUP_UPSERT, &[&tenant, &month])
-                .await
-                .map_err(|e| Failure::from_db("rollup", &e))?;
-        }
-        match tx.commit().await {
+        let job_id = self
+            .job_and_rollup(conn, task, tenant, &request_id, &month)
+            .await?;
+        let committed = tx.commit().await;
+        self.after_commit(committed, call_id, job_id)
+    }
+
+    /// The outcome of an attempt whose COMMIT ended with `committed`.
+    fn after_commit(
+        &self,
+        committed: std::result::Result<(), tokio_postgres::Error>,
+        call_id: Uuid,
+        job_id: Option<Uuid>,
+    ) -> std::result::Result<Outcome, Failure> {
+        match committed {
             Ok(()) => Ok(Outcome::Committed {
                 call_id,
                 job_id,
@@ -457,6 +425,139 @@ impl Worker {
                 detail: format!("the connection failed during COMMIT: {e}"),
             }),
         }
+    }
+
+    /// BEGIN, the tenant context (and the task id as `application_name`, so operators and the
+    /// fault injector can tell which task a backend runs), the task's timeouts and the claim,
+    /// sent together and answered in order: the first that failed is the failure. The claimed
+    /// row's id and month, or `None` for a replay.
+    async fn begin_and_claim(
+        &self,
+        client: &tokio_postgres::Client,
+        st: &FirstFlight,
+        task: &TaskMessage,
+        tenant: Uuid,
+        request_id: &str,
+    ) -> std::result::Result<Option<(Uuid, String)>, Failure> {
+        let transaction_local = !self.has(Variant::SessionContext);
+        let tenant_text = tenant.to_string();
+        let endpoint = task.task_name.as_str();
+        let metadata =
+            serde_json::json!({ "task_id": task.task_id, "correlation_id": task.correlation_id });
+        let timeouts: Vec<(&str, String)> = [
+            ("lock_timeout", task.faults.lock_timeout_ms),
+            ("statement_timeout", task.faults.statement_timeout_ms),
+        ]
+        .into_iter()
+        .filter_map(|(setting, ms)| Some((setting, format!("{}ms", ms?))))
+        .collect();
+        let mut setup: Vec<Step<'_>> = vec![
+            Box::pin(async {
+                client
+                    .batch_execute("BEGIN")
+                    .await
+                    .map_err(|e| Failure::from_db("begin", &e))
+            }),
+            Box::pin(async {
+                client
+                    .execute(
+                        &st.context,
+                        &[
+                            &TENANT_SETTING,
+                            &tenant_text,
+                            &transaction_local,
+                            &task.task_id,
+                        ],
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(|e| Failure::from_db("set tenant context", &e))
+            }),
+        ];
+        for (setting, value) in &timeouts {
+            let statement = st.setting.as_ref().ok_or_else(|| {
+                Failure::new(ErrorClass::Application, "set timeouts", "not prepared")
+            })?;
+            setup.push(Box::pin(async move {
+                client
+                    .execute(statement, &[setting, value])
+                    .await
+                    .map(drop)
+                    .map_err(|e| Failure::from_db("set timeouts", &e))
+            }));
+        }
+        if self.has(Variant::AsyncCommit) {
+            setup.push(Box::pin(async {
+                client
+                    .batch_execute("SET LOCAL synchronous_commit = off")
+                    .await
+                    .map_err(|e| Failure::from_db("set synchronous_commit", &e))
+            }));
+        }
+        let claim = async {
+            client
+                .query_opt(&st.claim, &[&tenant, &endpoint, &request_id, &metadata])
+                .await
+                .map_err(|e| Failure::from_db("claim", &e))
+        };
+        let (setup, claimed) = futures_util::future::join(join_in_order(setup), claim).await;
+        setup?;
+        Ok(claimed?.map(|row| (row.get(0), row.get(1))))
+    }
+
+    /// The job row (for the tasks that have one) and the month's rollup, sent together (the
+    /// broken read-then-write rollup waits for the job row).
+    ///
+    /// Their statements are prepared here, in the transaction after the claim, when the
+    /// connection has not cached them yet: preparing takes the statement's table locks, so a
+    /// rollup table held locked stops the attempt at the rollup, its claim written.
+    async fn job_and_rollup(
+        &self,
+        conn: &Object,
+        task: &TaskMessage,
+        tenant: Uuid,
+        request_id: &str,
+        month: &str,
+    ) -> std::result::Result<Option<Uuid>, Failure> {
+        let job_sql = match task.task_name.job_table() {
+            Some("investigations") => Some(INVESTIGATION_JOB),
+            Some(_) => Some(BUDGET_JOB),
+            None => None,
+        };
+        let rollup_sql = (!self.has(Variant::ReadThenWriteRollup)).then_some(ROLLUP_UPSERT);
+        let (job_st, rollup_st) = futures_util::future::join(
+            prepared_opt(conn, "job row", job_sql),
+            prepared_opt(conn, "rollup", rollup_sql),
+        )
+        .await;
+        let (job_st, rollup_st) = (job_st?, rollup_st?);
+        let client: &tokio_postgres::Client = conn;
+        let job = async {
+            match &job_st {
+                Some(job) => client
+                    .query_one(job, &[&tenant, &request_id])
+                    .await
+                    .map(|row| Some(row.get(0)))
+                    .map_err(|e| Failure::from_db("job row", &e)),
+                None => Ok(None),
+            }
+        };
+        let Some(rollup_st) = rollup_st else {
+            // The read-then-write rollup variant.
+            let job_id = job.await?;
+            read_then_write_rollup(client, tenant, month).await?;
+            return Ok(job_id);
+        };
+        let rollup = async {
+            client
+                .execute(&rollup_st, &[&tenant, &month])
+                .await
+                .map_err(|e| Failure::from_db("rollup", &e))
+        };
+        let (job_id, rolled) = futures_util::future::join(job, rollup).await;
+        let job_id = job_id?;
+        rolled?;
+        Ok(job_id)
     }
 
     /// Write the final failure to the DLQ in a transaction of its own, retrying the write.
@@ -641,7 +742,7 @@ fn settle(conn: Object, dead: bool) {
 /// The broken rollup: read the month's row, then write it back, with the task's other work in
 /// between (a pause stands in for it), so concurrent tasks overwrite each other's increments.
 async fn read_then_write_rollup(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &tokio_postgres::Client,
     tenant: Uuid,
     month: &str,
 ) -> std::result::Result<(), Failure> {
@@ -671,25 +772,141 @@ async fn read_then_write_rollup(
     Ok(())
 }
 
-/// Apply the task's injected lock and statement timeouts to its transaction.
-async fn set_timeouts(
-    tx: &deadpool_postgres::Transaction<'_>,
-    faults: &crate::system::TaskFaults,
-) -> std::result::Result<(), Failure> {
-    for (setting, value) in [
-        ("lock_timeout", faults.lock_timeout_ms),
-        ("statement_timeout", faults.statement_timeout_ms),
-    ] {
-        if let Some(ms) = value {
-            tx.execute(
-                "SELECT set_config($1, $2, true)",
-                &[&setting, &format!("{ms}ms")],
+/// One statement of a flight: sent when first polled, its failure named by its step.
+type Step<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::result::Result<(), Failure>> + Send + 'a>,
+>;
+
+/// Run `steps` together, polled (so sent) in order; the first failure in that order.
+async fn join_in_order(steps: Vec<Step<'_>>) -> std::result::Result<(), Failure> {
+    futures_util::future::join_all(steps)
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// The statements of an attempt's first flight (context, timeouts, claim), prepared once per
+/// connection: deadpool keeps them in the connection's statement cache, so only a fresh
+/// connection prepares them, all in one round trip, before BEGIN.
+struct FirstFlight {
+    context: Statement,
+    claim: Statement,
+    /// `set_config($1, $2, true)`, when the task has a timeout to set.
+    setting: Option<Statement>,
+}
+
+const REPLAY: &str =
+    "SELECT id FROM llm_api_calls WHERE tenant_id = $1 AND request_id = $2 AND endpoint = $3";
+const SETTING: &str = "SELECT set_config($1, $2, true)";
+
+impl FirstFlight {
+    async fn prepare(conn: &Object, task: &TaskMessage) -> std::result::Result<Self, Failure> {
+        let faults = &task.faults;
+        let setting = (faults.lock_timeout_ms.is_some() || faults.statement_timeout_ms.is_some())
+            .then_some(SETTING);
+        let (context, claim, setting) = futures_util::future::join3(
+            prepared(conn, "set tenant context", CONTEXT),
+            prepared(conn, "claim", CLAIM),
+            prepared_opt(conn, "set timeouts", setting),
+        )
+        .await;
+        // Nothing of the task ran yet: a lost connection is one that died in the pool, as at
+        // BEGIN.
+        let before_begin = |f: Failure| {
+            if f.class == ErrorClass::Connection {
+                Failure {
+                    step: "prepare".into(),
+                    ..f
+                }
+            } else {
+                f
+            }
+        };
+        Ok(Self {
+            context: context.map_err(before_begin)?,
+            claim: claim.map_err(before_begin)?,
+            setting: setting.map_err(before_begin)?,
+        })
+    }
+}
+
+/// `sql` prepared on `conn`, from its statement cache when it was prepared there before; a
+/// failure is `step`'s.
+async fn prepared(conn: &Object, step: &str, sql: &str) -> std::result::Result<Statement, Failure> {
+    conn.prepare_cached(sql)
+        .await
+        .map_err(|e| Failure::from_db(step, &e))
+}
+
+/// The id of the audit row a replay found (claimed before, by an earlier delivery).
+async fn replayed(
+    conn: &Object,
+    task: &TaskMessage,
+    tenant: Uuid,
+    request_id: &str,
+) -> std::result::Result<Uuid, Failure> {
+    let replay = prepared(conn, "replay lookup", REPLAY).await?;
+    let client: &tokio_postgres::Client = conn;
+    let endpoint = task.task_name.as_str();
+    client
+        .query_opt(&replay, &[&tenant, &request_id, &endpoint])
+        .await
+        .map_err(|e| Failure::from_db("replay lookup", &e))?
+        .map(|row| row.get(0))
+        .ok_or_else(|| {
+            Failure::new(
+                ErrorClass::Database,
+                "replay lookup",
+                "the claimed row is not visible",
             )
-            .await
-            .map_err(|e| Failure::from_db("set timeouts", &e))?;
+        })
+}
+
+/// [`prepared`], for a statement the attempt may not need.
+async fn prepared_opt(
+    conn: &Object,
+    step: &str,
+    sql: Option<&str>,
+) -> std::result::Result<Option<Statement>, Failure> {
+    match sql {
+        Some(sql) => prepared(conn, step, sql).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A transaction begun by hand on a connection (so BEGIN can travel with the statements after
+/// it). One that ends neither committed nor rolled back (a failure, or a cancelled task) is
+/// rolled back: ROLLBACK is queued on the connection before it goes back to the pool.
+struct Open<'a> {
+    client: &'a tokio_postgres::Client,
+    done: bool,
+}
+
+impl<'a> Open<'a> {
+    fn new(client: &'a tokio_postgres::Client) -> Self {
+        Self {
+            client,
+            done: false,
         }
     }
-    Ok(())
+
+    async fn begin(&self) -> std::result::Result<(), tokio_postgres::Error> {
+        self.client.batch_execute("BEGIN").await
+    }
+
+    async fn commit(&mut self) -> std::result::Result<(), tokio_postgres::Error> {
+        self.done = true;
+        self.client.batch_execute("COMMIT").await
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // The first poll sends it; its answer is read and dropped by the connection.
+            let _ = self.client.batch_execute("ROLLBACK").now_or_never();
+        }
+    }
 }
 
 /// At most `limit` characters of `text`.

@@ -26,6 +26,7 @@ fn bench_runs_tiny_and_writes_every_field() {
         "isolation",
         "isolation_ratios",
         "throughput",
+        "pgbench",
         "growth",
         "detection",
         "peak_rss_kib",
@@ -40,6 +41,26 @@ fn bench_runs_tiny_and_writes_every_field() {
     }
     assert!(!json["server_ready"].as_object().unwrap().is_empty());
     assert_eq!(json["throughput"].as_array().unwrap().len(), 2);
+    // pgbench runs beside the worker where it is installed; without it, the fields are null
+    // and the report says why.
+    let pgbench = &json["pgbench"];
+    for t in json["throughput"].as_array().unwrap() {
+        assert!(t["tasks_per_second"].as_f64().unwrap() > 0.0, "{t}");
+        assert_eq!(t["tasks_not_committed"], 0, "{t}");
+        assert_eq!(
+            t["pgbench_tps"].is_null(),
+            pgbench["program"].is_null(),
+            "{t}"
+        );
+        assert!(
+            t["campaign_cases_per_second"].as_f64().unwrap() > 0.0,
+            "{t}"
+        );
+    }
+    assert_ne!(
+        pgbench["program"].is_null(),
+        pgbench["unavailable"].is_null()
+    );
     assert_eq!(json["detection"][0]["variant"], "session-context");
     assert_eq!(json["detection"][0]["detected"], true);
     assert!(json["peak_rss_kib"].as_i64().unwrap() > 0);
