@@ -243,6 +243,20 @@ mod tests {
         }
     }
 
+    /// One message of tenant 0 (failing after its claim when `fail_after_claim`), delivered
+    /// once in a step with `fault`.
+    fn one_delivery(fail_after_claim: bool, fault: StepFault) -> Workload {
+        Workload {
+            tenants: vec![TenantSpec::Existing],
+            messages: vec![msg(0, fail_after_claim)],
+            steps: vec![Step {
+                deliveries: vec![0],
+                fault: Some(fault),
+            }],
+            concurrency: 1,
+        }
+    }
+
     fn plan() -> Plan {
         Workload {
             tenants: vec![
@@ -324,15 +338,7 @@ mod tests {
     fn a_fault_that_did_not_land_changes_nothing_and_a_timeout_beats_fail_after_claim() {
         let p = plan();
         assert_eq!(expect(&p, 0, 5, None), Expect::Succeed);
-        let mut w = Workload {
-            tenants: vec![TenantSpec::Existing],
-            messages: vec![msg(0, true)],
-            steps: vec![Step {
-                deliveries: vec![0],
-                fault: Some(StepFault::StatementTimeout { target: 0 }),
-            }],
-            concurrency: 1,
-        };
+        let mut w = one_delivery(true, StepFault::StatementTimeout { target: 0 });
         assert!(matches!(
             expect(&w.plan(Uuid::nil()), 0, 0, Some(0)),
             Expect::Fail {
@@ -359,15 +365,7 @@ mod tests {
 
     #[test]
     fn a_terminated_target_must_commit_its_retry_runs_on_a_live_connection() {
-        let w = Workload {
-            tenants: vec![TenantSpec::Existing],
-            messages: vec![msg(0, false)],
-            steps: vec![Step {
-                deliveries: vec![0],
-                fault: Some(StepFault::TerminateBackend { target: 0 }),
-            }],
-            concurrency: 1,
-        };
+        let w = one_delivery(false, StepFault::TerminateBackend { target: 0 });
         let p = w.plan(Uuid::nil());
         assert_eq!(expect(&p, 0, 0, Some(0)), Expect::Succeed);
         assert!(!Expect::Succeed.admits(&failed(ErrorClass::Connection, None)));
@@ -420,15 +418,7 @@ mod tests {
 
     #[test]
     fn a_lost_commit_is_unknown_then_resolved_as_the_server_left_it() {
-        let mut w = Workload {
-            tenants: vec![TenantSpec::Existing],
-            messages: vec![msg(0, false)],
-            steps: vec![Step {
-                deliveries: vec![0],
-                fault: Some(StepFault::CommitReplyLost { target: 0 }),
-            }],
-            concurrency: 1,
-        };
+        let mut w = one_delivery(false, StepFault::CommitReplyLost { target: 0 });
         let unknown = Outcome::Unknown {
             detail: "the connection failed during COMMIT".into(),
         };
